@@ -1,0 +1,162 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cluster-io/cluster/server/pki"
+)
+
+// Fixed loopback ports of the controller-manager and scheduler health servers.
+const (
+	controllerManagerPort = 10257
+	schedulerPort         = 10259
+)
+
+// paths are the generated files the daemons read.
+type paths struct {
+	tls                  pki.Files
+	kineSocket           string
+	authnConfig          string
+	schedulerKubeconfig  string
+	controllerKubeconfig string
+	adminKubeconfig      string // <data-dir>/server/cred/admin.kubeconfig
+}
+
+func newPaths(serverDir string) paths {
+	cred := filepath.Join(serverDir, "cred")
+	return paths{
+		tls:                  pki.Layout(filepath.Join(serverDir, "tls")),
+		kineSocket:           filepath.Join(serverDir, "kine.sock"),
+		authnConfig:          filepath.Join(serverDir, "etc", "authentication-config.yaml"),
+		schedulerKubeconfig:  filepath.Join(cred, "scheduler.kubeconfig"),
+		controllerKubeconfig: filepath.Join(cred, "controller.kubeconfig"),
+		adminKubeconfig:      filepath.Join(cred, "admin.kubeconfig"),
+	}
+}
+
+// authenticationConfig lets anonymous requests reach only the health
+// endpoints; everything else needs a credential.
+const authenticationConfig = `apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+anonymous:
+  enabled: true
+  conditions:
+  - path: /livez
+  - path: /readyz
+  - path: /healthz
+`
+
+// controlPlane is the resolved configuration the daemons' flags come from.
+type controlPlane struct {
+	bindAddress      string
+	advertiseAddress net.IP
+	port             int
+	clusterCIDR      string
+	serviceCIDR      string
+	clusterDomain    string
+	etcdServers      []string
+	p                paths
+}
+
+func (c controlPlane) issuer() string {
+	return "https://kubernetes.default.svc." + c.clusterDomain
+}
+
+// loopbackURL is how processes on this host reach the apiserver.
+func (c controlPlane) loopbackURL() string {
+	host := "127.0.0.1"
+	if ip := net.ParseIP(c.bindAddress); ip != nil && !ip.IsUnspecified() && !ip.IsLoopback() {
+		host = ip.String()
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(c.port))
+}
+
+func (c controlPlane) apiServerArgs(extra []string) []string {
+	t := c.p.tls
+	return flagArgs(map[string]string{
+		"advertise-address":                  c.advertiseAddress.String(),
+		"allow-privileged":                   "true",
+		"api-audiences":                      c.issuer() + ",cluster",
+		"authentication-config":              c.p.authnConfig,
+		"authorization-mode":                 "Node,RBAC",
+		"bind-address":                       c.bindAddress,
+		"cert-dir":                           filepath.Join(t.Dir, "temporary-certs"),
+		"client-ca-file":                     t.ClientCA.Cert,
+		"enable-admission-plugins":           "NodeRestriction",
+		"enable-aggregator-routing":          "true",
+		"etcd-servers":                       strings.Join(c.etcdServers, ","),
+		"kubelet-certificate-authority":      t.ServerCA.Cert,
+		"kubelet-client-certificate":         t.APIServerKubelet.Cert,
+		"kubelet-client-key":                 t.APIServerKubelet.Key,
+		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
+		"profiling":                          "false",
+		"proxy-client-cert-file":             t.AuthProxy.Cert,
+		"proxy-client-key-file":              t.AuthProxy.Key,
+		"requestheader-allowed-names":        "system:auth-proxy",
+		"requestheader-client-ca-file":       t.RequestHeaderCA.Cert,
+		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
+		"requestheader-group-headers":        "X-Remote-Group",
+		"requestheader-username-headers":     "X-Remote-User",
+		"secure-port":                        strconv.Itoa(c.port),
+		"service-account-issuer":             c.issuer(),
+		"service-account-key-file":           t.ServiceAccountKey,
+		"service-account-signing-key-file":   t.ServiceAccountKey,
+		"service-cluster-ip-range":           c.serviceCIDR,
+		"service-node-port-range":            "30000-32767",
+		"storage-backend":                    "etcd3",
+		"tls-cert-file":                      t.APIServerServing.Cert,
+		"tls-private-key-file":               t.APIServerServing.Key,
+	}, extra)
+}
+
+func (c controlPlane) controllerManagerArgs(extra []string) []string {
+	t := c.p.tls
+	signer := func(prefix string, ca pki.Pair, m map[string]string) {
+		m["cluster-signing-"+prefix+"-cert-file"] = ca.Cert
+		m["cluster-signing-"+prefix+"-key-file"] = ca.Key
+	}
+	m := map[string]string{
+		"allocate-node-cidrs":              "true",
+		"authentication-kubeconfig":        c.p.controllerKubeconfig,
+		"authorization-kubeconfig":         c.p.controllerKubeconfig,
+		"bind-address":                     "127.0.0.1",
+		"cluster-cidr":                     c.clusterCIDR,
+		"configure-cloud-routes":           "false",
+		"controllers":                      "*,tokencleaner",
+		"kubeconfig":                       c.p.controllerKubeconfig,
+		"leader-elect":                     "false",
+		"profiling":                        "false",
+		"root-ca-file":                     t.ServerCA.Cert,
+		"secure-port":                      strconv.Itoa(controllerManagerPort),
+		"service-account-private-key-file": t.ServiceAccountKey,
+		"service-cluster-ip-range":         c.serviceCIDR,
+		"terminated-pod-gc-threshold":      "1000",
+		"use-service-account-credentials":  "true",
+	}
+	signer("kube-apiserver-client", t.ClientCA, m)
+	signer("kubelet-client", t.ClientCA, m)
+	signer("kubelet-serving", t.ServerCA, m)
+	signer("legacy-unknown", t.ServerCA, m)
+	return flagArgs(m, extra)
+}
+
+func (c controlPlane) schedulerArgs(extra []string) []string {
+	return flagArgs(map[string]string{
+		"authentication-kubeconfig": c.p.schedulerKubeconfig,
+		"authorization-kubeconfig":  c.p.schedulerKubeconfig,
+		"bind-address":              "127.0.0.1",
+		"kubeconfig":                c.p.schedulerKubeconfig,
+		"leader-elect":              "false",
+		"profiling":                 "false",
+		"secure-port":               strconv.Itoa(schedulerPort),
+	}, extra)
+}
+
+// healthURL is a daemon's loopback health endpoint.
+func healthURL(port int) string {
+	return fmt.Sprintf("https://127.0.0.1:%d/healthz", port)
+}

@@ -1,0 +1,359 @@
+// Package pki creates and keeps the server's certificate authorities and
+// certificates under <data-dir>/server/tls.
+//
+// Everything is generated once and reused on restart. A leaf certificate is
+// re-issued (by the same CA) only when it no longer fits: its SANs changed,
+// it expires within renewBefore, or it was not signed by the current CA.
+// A CA is never replaced: a CA certificate without its key is an error.
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/client-go/util/keyutil"
+)
+
+const (
+	caValidity   = 10 * 365 * 24 * time.Hour
+	leafValidity = 365 * 24 * time.Hour
+	renewBefore  = 90 * 24 * time.Hour
+)
+
+// SANs are the subject alternative names of a serving certificate.
+type SANs struct {
+	DNSNames []string
+	IPs      []net.IP
+}
+
+// Pair names a certificate and its key on disk.
+type Pair struct {
+	Cert string
+	Key  string
+}
+
+// Files is every file the control plane needs, as absolute paths.
+type Files struct {
+	Dir string
+
+	ServerCA        Pair // signs serving certificates (apiserver, later kubelets)
+	ClientCA        Pair // signs client certificates
+	RequestHeaderCA Pair // signs the front proxy client certificate
+
+	ServiceAccountKey string // signs and verifies service account tokens
+
+	APIServerServing Pair
+	Admin            Pair // system:admin in system:masters
+	Scheduler        Pair // system:kube-scheduler
+	ControllerMgr    Pair // system:kube-controller-manager
+	APIServerKubelet Pair // apiserver → kubelet client
+	AuthProxy        Pair // apiserver → aggregated APIs (request header client)
+}
+
+// Layout returns the file names under dir without touching the disk.
+func Layout(dir string) Files {
+	p := func(name string) Pair {
+		return Pair{Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}
+	}
+	return Files{
+		Dir:               dir,
+		ServerCA:          p("server-ca"),
+		ClientCA:          p("client-ca"),
+		RequestHeaderCA:   p("request-header-ca"),
+		ServiceAccountKey: filepath.Join(dir, "service.key"),
+		APIServerServing:  p("serving-kube-apiserver"),
+		Admin:             p("client-admin"),
+		Scheduler:         p("client-kube-scheduler"),
+		ControllerMgr:     p("client-kube-controller-manager"),
+		APIServerKubelet:  p("client-kube-apiserver"),
+		AuthProxy:         p("client-auth-proxy"),
+	}
+}
+
+// Ensure creates whatever is missing or stale under dir and returns the
+// layout. servingSANs are the apiserver serving certificate's names.
+func Ensure(dir string, servingSANs SANs) (Files, error) {
+	f := Layout(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return f, fmt.Errorf("create %s: %w", dir, err)
+	}
+	serverCA, err := ensureCA(f.ServerCA, "cluster-server-ca")
+	if err != nil {
+		return f, err
+	}
+	clientCA, err := ensureCA(f.ClientCA, "cluster-client-ca")
+	if err != nil {
+		return f, err
+	}
+	requestHeaderCA, err := ensureCA(f.RequestHeaderCA, "cluster-request-header-ca")
+	if err != nil {
+		return f, err
+	}
+	if _, err := ensureKey(f.ServiceAccountKey); err != nil {
+		return f, err
+	}
+
+	leaves := []struct {
+		pair Pair
+		ca   *CA
+		spec LeafSpec
+	}{
+		{f.APIServerServing, serverCA, LeafSpec{CommonName: "kube-apiserver", SANs: servingSANs, Usage: x509.ExtKeyUsageServerAuth}},
+		{f.Admin, clientCA, LeafSpec{CommonName: "system:admin", Organization: []string{"system:masters"}, Usage: x509.ExtKeyUsageClientAuth}},
+		{f.Scheduler, clientCA, LeafSpec{CommonName: "system:kube-scheduler", Usage: x509.ExtKeyUsageClientAuth}},
+		{f.ControllerMgr, clientCA, LeafSpec{CommonName: "system:kube-controller-manager", Usage: x509.ExtKeyUsageClientAuth}},
+		{f.APIServerKubelet, clientCA, LeafSpec{CommonName: "system:kube-apiserver", Organization: []string{"system:masters"}, Usage: x509.ExtKeyUsageClientAuth}},
+		{f.AuthProxy, requestHeaderCA, LeafSpec{CommonName: "system:auth-proxy", Usage: x509.ExtKeyUsageClientAuth}},
+	}
+	for _, l := range leaves {
+		if err := EnsureLeaf(l.pair, l.ca, l.spec); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// CA is a loaded certificate authority.
+type CA struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+}
+
+// LoadCA reads a CA pair from disk.
+func LoadCA(p Pair) (*CA, error) {
+	certs, err := certutil.CertsFromFile(p.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("read CA certificate %s: %w", p.Cert, err)
+	}
+	key, err := keyutil.PrivateKeyFromFile(p.Key)
+	if err != nil {
+		return nil, fmt.Errorf("read CA key %s: %w", p.Key, err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("CA key %s is not a signing key", p.Key)
+	}
+	return &CA{Cert: certs[0], Key: signer}, nil
+}
+
+func ensureCA(p Pair, name string) (*CA, error) {
+	certExists, keyExists := exists(p.Cert), exists(p.Key)
+	switch {
+	case certExists && keyExists:
+		return LoadCA(p)
+	case certExists != keyExists:
+		return nil, fmt.Errorf("incomplete CA: %s and %s must both exist; restore the missing file from a backup (refusing to replace a CA)", p.Cert, p.Key)
+	}
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: fmt.Sprintf("%s@%d", name, time.Now().Unix())}, key)
+	if err != nil {
+		return nil, fmt.Errorf("create CA %s: %w", name, err)
+	}
+	// NewSelfSignedCACert's validity is 10 years, like ours.
+	if err := writePair(p, cert, key); err != nil {
+		return nil, err
+	}
+	return &CA{Cert: cert, Key: key}, nil
+}
+
+// LeafSpec describes a certificate signed by a CA.
+type LeafSpec struct {
+	CommonName   string
+	Organization []string
+	SANs         SANs
+	Usage        x509.ExtKeyUsage
+}
+
+// EnsureLeaf keeps an existing certificate that still fits spec and ca, and
+// issues a new one (reusing the existing key, if any) otherwise.
+func EnsureLeaf(p Pair, ca *CA, spec LeafSpec) error {
+	var key crypto.Signer
+	if exists(p.Key) {
+		k, err := keyutil.PrivateKeyFromFile(p.Key)
+		if err != nil {
+			return fmt.Errorf("read key %s: %w", p.Key, err)
+		}
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return fmt.Errorf("key %s is not a signing key", p.Key)
+		}
+		key = s
+		if exists(p.Cert) {
+			certs, err := certutil.CertsFromFile(p.Cert)
+			if err == nil && fits(certs[0], ca, spec, key) {
+				return nil
+			}
+		}
+	} else {
+		k, err := newKey()
+		if err != nil {
+			return err
+		}
+		key = k
+	}
+	cert, err := sign(ca, key, spec)
+	if err != nil {
+		return fmt.Errorf("issue certificate %s: %w", p.Cert, err)
+	}
+	return writePair(p, cert, key)
+}
+
+// fits reports whether cert still serves spec.
+func fits(cert *x509.Certificate, ca *CA, spec LeafSpec, key crypto.Signer) bool {
+	if cert.CheckSignatureFrom(ca.Cert) != nil {
+		return false
+	}
+	if time.Until(cert.NotAfter) < renewBefore {
+		return false
+	}
+	if cert.Subject.CommonName != spec.CommonName || !slices.Equal(cert.Subject.Organization, spec.Organization) {
+		return false
+	}
+	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
+		return false
+	}
+	return sameStrings(cert.DNSNames, spec.SANs.DNSNames) && sameIPs(cert.IPAddresses, spec.SANs.IPs)
+}
+
+func sign(ca *CA, key crypto.Signer, spec LeafSpec) (*x509.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).SetInt64(math.MaxInt64))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: spec.CommonName, Organization: spec.Organization},
+		DNSNames:     spec.SANs.DNSNames,
+		IPAddresses:  spec.SANs.IPs,
+		NotBefore:    now.Add(-time.Hour), // tolerate small clock skew between nodes
+		NotAfter:     now.Add(leafValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{spec.Usage},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+func ensureKey(path string) (crypto.Signer, error) {
+	if exists(path) {
+		k, err := keyutil.PrivateKeyFromFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read key %s: %w", path, err)
+		}
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("key %s is not a signing key", path)
+		}
+		return s, nil
+	}
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	pemKey, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	return key, writeFileAtomic(path, pemKey, 0o600)
+}
+
+func newKey() (*ecdsa.PrivateKey, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	return k, nil
+}
+
+func writePair(p Pair, cert *x509.Certificate, key crypto.Signer) error {
+	pemKey, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return fmt.Errorf("encode key %s: %w", p.Key, err)
+	}
+	pemCert, err := certutil.EncodeCertificates(cert)
+	if err != nil {
+		return fmt.Errorf("encode certificate %s: %w", p.Cert, err)
+	}
+	if err := writeFileAtomic(p.Key, pemKey, 0o600); err != nil {
+		return err
+	}
+	return writeFileAtomic(p.Cert, pemCert, 0o644)
+}
+
+// writeFileAtomic writes through a temporary file and a rename, so a crash
+// never leaves a half-written key or certificate behind.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic is writeFileAtomic for other packages (tokens, kubeconfigs).
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return writeFileAtomic(path, data, mode)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil || !errors.Is(err, os.ErrNotExist)
+}
+
+func sameStrings(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+func sameIPs(a, b []net.IP) bool {
+	str := func(ips []net.IP) []string {
+		out := make([]string, len(ips))
+		for i, ip := range ips {
+			out[i] = ip.String()
+		}
+		return out
+	}
+	return sameStrings(str(a), str(b))
+}

@@ -1,0 +1,290 @@
+// Package server implements `cluster server`: it prepares the data dir (PKI,
+// token, kubeconfigs), then runs kine and the upstream control plane in this
+// process, in order, and stops them in reverse order.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+
+	"github.com/cluster-io/cluster/component"
+	"github.com/cluster-io/cluster/datastore"
+	"github.com/cluster-io/cluster/embedded"
+	"github.com/cluster-io/cluster/internal/datadir"
+	"github.com/cluster-io/cluster/logging"
+	"github.com/cluster-io/cluster/server/kubeconfig"
+	"github.com/cluster-io/cluster/server/options"
+	"github.com/cluster-io/cluster/server/pki"
+	"github.com/cluster-io/cluster/server/token"
+	"github.com/cluster-io/cluster/version"
+)
+
+var log = logging.For("server")
+
+// Run runs the server until ctx ends or a component fails. opts must be
+// validated already.
+func Run(ctx context.Context, opts *options.Server) error {
+	begin := time.Now()
+	log.Infof("starting %s", version.String())
+
+	givenToken := opts.Token
+	if opts.TokenFile != "" {
+		t, err := token.ReadFile(opts.TokenFile)
+		if err != nil {
+			return err
+		}
+		givenToken = t
+	}
+	mode, err := opts.KubeconfigMode()
+	if err != nil {
+		return err
+	}
+
+	lock, err := datadir.Claim(opts.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	dataDir, _ := filepath.Abs(opts.DataDir)
+	serverDir := filepath.Join(dataDir, "server")
+
+	if err := checkPortFree(opts.BindAddress, opts.HTTPSListenPort); err != nil {
+		return err
+	}
+	nodeIP, err := chooseNodeIP(opts.AdvertiseAddress)
+	if err != nil {
+		return err
+	}
+
+	p := newPaths(serverDir)
+	sans, err := pki.APIServerSANs([]net.IP{nodeIP}, opts.ServiceCIDR, opts.ClusterDomain, opts.TLSSANs)
+	if err != nil {
+		return err
+	}
+	if _, err := pki.Ensure(p.tls.Dir, sans); err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	caPEM, err := os.ReadFile(p.tls.ServerCA.Cert)
+	if err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	if _, err := token.Ensure(filepath.Join(serverDir, "token"), givenToken, caPEM, pki.WriteFileAtomic); err != nil {
+		return err
+	}
+
+	cp := controlPlane{
+		bindAddress:      opts.BindAddress,
+		advertiseAddress: nodeIP,
+		port:             opts.HTTPSListenPort,
+		clusterCIDR:      opts.ClusterCIDR,
+		serviceCIDR:      opts.ServiceCIDR,
+		clusterDomain:    opts.ClusterDomain,
+		p:                p,
+	}
+	if err := writeControlPlaneFiles(cp); err != nil {
+		return err
+	}
+
+	kine := &datastore.Kine{
+		Endpoint:   opts.DatastoreEndpoint,
+		DBDir:      filepath.Join(serverDir, "db"),
+		SocketPath: p.kineSocket,
+	}
+	mgr := component.NewManager()
+	defer func() {
+		log.Info("stopping")
+		if err := mgr.Stop(); err != nil {
+			log.Warnf("stop: %v", err)
+		}
+	}()
+	if err := mgr.Start(ctx, kine); err != nil {
+		return err
+	}
+	cp.etcdServers = kine.Endpoints()
+
+	apiArgs := cp.apiServerArgs(opts.KubeAPIServerArgs)
+	cmArgs := cp.controllerManagerArgs(opts.KubeControllerManagerArgs)
+	schedArgs := cp.schedulerArgs(opts.KubeSchedulerArgs)
+	readyClient, err := healthClient(p.tls.ServerCA.Cert)
+	if err != nil {
+		return err
+	}
+	components := []component.Component{
+		&component.Runner{
+			ComponentName: "kube-apiserver",
+			Run:           func(ctx context.Context) error { return embedded.RunAPIServer(ctx, apiArgs) },
+			ReadyFunc:     httpReady(readyClient, cp.loopbackURL()+"/readyz"),
+			StopTimeout:   70 * time.Second, // its own graceful termination takes up to 60s
+		},
+		&component.Runner{
+			ComponentName: "kube-controller-manager",
+			Run:           func(ctx context.Context) error { return embedded.RunControllerManager(ctx, cmArgs) },
+			ReadyFunc:     httpReady(insecureHealthClient(), healthURL(argPort(cmArgs, controllerManagerPort))),
+		},
+		&component.Runner{
+			ComponentName: "kube-scheduler",
+			Run:           func(ctx context.Context) error { return embedded.RunScheduler(ctx, schedArgs) },
+			ReadyFunc:     httpReady(insecureHealthClient(), healthURL(argPort(schedArgs, schedulerPort))),
+		},
+	}
+	if err := mgr.Start(ctx, components...); err != nil {
+		return err
+	}
+
+	if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
+		return err
+	}
+	log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
+	if !opts.DisableAgent {
+		log.Warn("the node (containerd, kubelet, kube-proxy, flannel) is not implemented yet; running the control plane only, as with --disable-agent")
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutdown requested")
+		return nil
+	case err := <-mgr.Failed():
+		return err
+	}
+}
+
+// writeControlPlaneFiles writes the component kubeconfigs and the
+// authentication configuration, all derived from the PKI.
+func writeControlPlaneFiles(cp controlPlane) error {
+	t := cp.p.tls
+	for _, kc := range []struct {
+		path string
+		pair pki.Pair
+	}{
+		{cp.p.schedulerKubeconfig, t.Scheduler},
+		{cp.p.controllerKubeconfig, t.ControllerMgr},
+	} {
+		if err := os.MkdirAll(filepath.Dir(kc.path), 0o700); err != nil {
+			return err
+		}
+		spec := kubeconfig.Spec{Server: cp.loopbackURL(), CAFile: t.ServerCA.Cert, CertFile: kc.pair.Cert, KeyFile: kc.pair.Key}
+		if err := kubeconfig.Write(kc.path, 0o600, spec, pki.WriteFileAtomic); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(cp.p.authnConfig), 0o700); err != nil {
+		return err
+	}
+	return pki.WriteFileAtomic(cp.p.authnConfig, []byte(authenticationConfig), 0o600)
+}
+
+// writeAdminKubeconfig writes the admin kubeconfig into the data dir and to
+// the user's --write-kubeconfig path.
+func writeAdminKubeconfig(cp controlPlane, userPath string, mode os.FileMode) error {
+	t := cp.p.tls
+	spec := kubeconfig.Spec{Server: cp.loopbackURL(), CAFile: t.ServerCA.Cert, CertFile: t.Admin.Cert, KeyFile: t.Admin.Key, Embed: true}
+	if err := kubeconfig.Write(cp.p.adminKubeconfig, 0o600, spec, pki.WriteFileAtomic); err != nil {
+		return err
+	}
+	if userPath == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(userPath), 0o755); err != nil {
+		return fmt.Errorf("--write-kubeconfig: %w", err)
+	}
+	if err := kubeconfig.Write(userPath, mode, spec, pki.WriteFileAtomic); err != nil {
+		return fmt.Errorf("--write-kubeconfig: %w", err)
+	}
+	return nil
+}
+
+// checkPortFree fails early, before anything is started, if the apiserver
+// port is taken.
+func checkPortFree(bind string, port int) error {
+	addr := net.JoinHostPort(bind, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("--https-listen-port %d: address %s is already in use (is another cluster or kube-apiserver running?)", port, addr)
+		}
+		return fmt.Errorf("--bind-address/--https-listen-port %s: %w", addr, err)
+	}
+	return l.Close()
+}
+
+// chooseNodeIP returns --advertise-address, or the address of the interface
+// holding the default route.
+func chooseNodeIP(advertise string) (net.IP, error) {
+	if advertise != "" {
+		return net.ParseIP(advertise), nil
+	}
+	ip, err := utilnet.ChooseHostInterface()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find this host's IP address (%v); set --advertise-address", err)
+	}
+	return ip, nil
+}
+
+func healthClient(caFile string) (*http.Client, error) {
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("no certificate in %s", caFile)
+	}
+	return &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+	}, nil
+}
+
+// insecureHealthClient is for the controller-manager and scheduler, which
+// serve health on loopback with self-signed in-memory certificates.
+func insecureHealthClient() *http.Client {
+	return &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // loopback health probe only
+	}
+}
+
+func httpReady(c *http.Client, url string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		return component.Poll(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", url, resp.Status)
+			}
+			return nil
+		})
+	}
+}
+
+// argPort reads --secure-port from rendered args (the user may override it).
+func argPort(args []string, def int) int {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--secure-port="); ok {
+			if p, err := strconv.Atoi(v); err == nil {
+				return p
+			}
+		}
+	}
+	return def
+}
