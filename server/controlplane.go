@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cluster-io/cluster/internal/argv"
 	"github.com/cluster-io/cluster/server/pki"
 )
 
@@ -77,7 +78,7 @@ func (c controlPlane) loopbackURL() string {
 
 func (c controlPlane) apiServerArgs(extra []string) []string {
 	t := c.p.tls
-	return flagArgs(map[string]string{
+	return argv.Merge(map[string]string{
 		"advertise-address":                  c.advertiseAddress.String(),
 		"allow-privileged":                   "true",
 		"api-audiences":                      c.issuer() + ",cluster",
@@ -141,11 +142,11 @@ func (c controlPlane) controllerManagerArgs(extra []string) []string {
 	signer("kubelet-client", t.ClientCA, m)
 	signer("kubelet-serving", t.ServerCA, m)
 	signer("legacy-unknown", t.ServerCA, m)
-	return flagArgs(m, extra)
+	return argv.Merge(m, extra)
 }
 
 func (c controlPlane) schedulerArgs(extra []string) []string {
-	return flagArgs(map[string]string{
+	return argv.Merge(map[string]string{
 		"authentication-kubeconfig": c.p.schedulerKubeconfig,
 		"authorization-kubeconfig":  c.p.schedulerKubeconfig,
 		"bind-address":              "127.0.0.1",

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/cluster-io/cluster/component"
 	"github.com/cluster-io/cluster/datastore"
 	"github.com/cluster-io/cluster/embedded"
+	"github.com/cluster-io/cluster/internal/argv"
 	"github.com/cluster-io/cluster/internal/datadir"
 	"github.com/cluster-io/cluster/logging"
 	"github.com/cluster-io/cluster/server/kubeconfig"
@@ -279,11 +279,9 @@ func httpReady(c *http.Client, url string) func(context.Context) error {
 
 // argPort reads --secure-port from rendered args (the user may override it).
 func argPort(args []string, def int) int {
-	for _, a := range args {
-		if v, ok := strings.CutPrefix(a, "--secure-port="); ok {
-			if p, err := strconv.Atoi(v); err == nil {
-				return p
-			}
+	if v, ok := argv.Value(args, "secure-port"); ok {
+		if p, err := strconv.Atoi(v); err == nil {
+			return p
 		}
 	}
 	return def

@@ -1,0 +1,69 @@
+package datadir
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestClaimNewAndReuse(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	l, err := Claim(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, MarkerName)); err != nil {
+		t.Errorf("marker not written: %v", err)
+	}
+	if _, err := Claim(dir); err == nil || !strings.Contains(err.Error(), "in use by another cluster process") {
+		t.Errorf("second claim while locked: %v", err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := Claim(dir)
+	if err != nil {
+		t.Fatalf("claim after release: %v", err)
+	}
+	l2.Release()
+}
+
+func TestForeignDirIsRefusedAndUntouched(t *testing.T) {
+	dir := t.TempDir()
+	precious := filepath.Join(dir, "precious.txt")
+	os.WriteFile(precious, []byte("keep"), 0o644)
+	_, err := Claim(dir)
+	if err == nil || !strings.Contains(err.Error(), "not empty and was not created by cluster") {
+		t.Fatalf("foreign dir: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("claim wrote into a foreign dir: %v", entries)
+	}
+}
+
+func TestFileIsRefused(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(f, nil, 0o644)
+	if _, err := Claim(f); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("file as data dir: %v", err)
+	}
+}
+
+func TestUnreadableDir(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root reads anything; a path under a file is unusable for root too.
+		f := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(f, nil, 0o644)
+		if _, err := Claim(filepath.Join(f, "sub")); err == nil || !strings.Contains(err.Error(), "not usable") {
+			t.Errorf("dir under a file: %v", err)
+		}
+		return
+	}
+	dir := filepath.Join(t.TempDir(), "locked")
+	os.Mkdir(dir, 0o000)
+	if _, err := Claim(dir); err == nil {
+		t.Error("unreadable dir accepted")
+	}
+}
