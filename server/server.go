@@ -111,6 +111,9 @@ func Run(ctx context.Context, opts *options.Server) error {
 		}
 	}()
 	if err := mgr.Start(ctx, kine); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	cp.etcdServers = kine.Endpoints()
@@ -141,6 +144,10 @@ func Run(ctx context.Context, opts *options.Server) error {
 		},
 	}
 	if err := mgr.Start(ctx, components...); err != nil {
+		if ctx.Err() != nil {
+			log.Info("shutdown requested during start")
+			return nil
+		}
 		return err
 	}
 
