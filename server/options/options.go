@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -151,6 +152,9 @@ func (o *Server) Validate() error {
 			return fmt.Errorf("--tls-san %q is neither a hostname nor an IP address", san)
 		}
 	}
+	if o.NodeName != "" && (len(o.NodeName) > 253 || !nodeNameRE.MatchString(o.NodeName)) {
+		return fmt.Errorf("--node-name %q must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (at most 253 characters)", o.NodeName)
+	}
 	if o.Token != "" && o.TokenFile != "" {
 		return errors.New("give either --token or --token-file, not both")
 	}
@@ -177,6 +181,9 @@ func (o *Server) Validate() error {
 	}
 	return nil
 }
+
+// nodeNameRE is a DNS subdomain (RFC 1123), what Kubernetes requires of node names.
+var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
 // KubeconfigMode parses --write-kubeconfig-mode.
 func (o *Server) KubeconfigMode() (os.FileMode, error) {

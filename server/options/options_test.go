@@ -52,6 +52,7 @@ func TestValidateBadInput(t *testing.T) {
 		{"empty data dir", func(o *Server) { o.DataDir = "" }, "--data-dir must not be empty"},
 		{"tls san", func(o *Server) { o.TLSSANs = []string{"a b"} }, `--tls-san "a b"`},
 		{"passthrough arg", func(o *Server) { o.KubeAPIServerArgs = []string{"=x"} }, `--kube-apiserver-arg "=x": want name=value`},
+		{"node name", func(o *Server) { o.NodeName = "Edge_1" }, `--node-name "Edge_1" must be lowercase`},
 		{"ipv6 cluster cidr", func(o *Server) { o.ClusterCIDR = "fd00::/64" }, "only IPv4"},
 	}
 	for _, tt := range tests {
