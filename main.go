@@ -51,6 +51,8 @@ func newRootCommand() *cobra.Command {
 		server.NewCommand(),
 		agent.NewCommand(),
 		newKubectlCommand(),
+		newCtrCommand(),
+		newContainerdCommand(),
 		newVersionCommand(),
 	)
 	return root
@@ -63,6 +65,41 @@ func newKubectlCommand() *cobra.Command {
 		DisableFlagParsing: true,
 		Run: func(_ *cobra.Command, args []string) {
 			os.Exit(embedded.RunKubectl(args, options.DefaultKubeconfig))
+		},
+	}
+}
+
+func newCtrCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "ctr",
+		Short:              "Run ctr against the node's containerd (namespace k8s.io; CLUSTER_DATA_DIR picks the node)",
+		DisableFlagParsing: true,
+		Run: func(_ *cobra.Command, args []string) {
+			dataDir := os.Getenv("CLUSTER_DATA_DIR")
+			if dataDir == "" {
+				dataDir = options.DefaultDataDir
+			}
+			if err := embedded.RunCtr(agent.Layout(dataDir).ContainerdSocket, args); err != nil {
+				fmt.Fprintf(os.Stderr, "ctr: %s\n", err)
+				os.Exit(1)
+			}
+		},
+	}
+}
+
+// newContainerdCommand is how the node re-executes this binary as its
+// containerd child process; not for users.
+func newContainerdCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "containerd",
+		Short:              "Run containerd (started by the node; internal)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		Run: func(_ *cobra.Command, args []string) {
+			if err := embedded.RunContainerd(args); err != nil {
+				fmt.Fprintf(os.Stderr, "containerd: %s\n", err)
+				os.Exit(1)
+			}
 		},
 	}
 }

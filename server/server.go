@@ -14,11 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 
+	"github.com/cluster-io/cluster/agent"
 	"github.com/cluster-io/cluster/component"
 	"github.com/cluster-io/cluster/datastore"
 	"github.com/cluster-io/cluster/embedded"
@@ -156,7 +158,14 @@ func Run(ctx context.Context, opts *options.Server) error {
 	}
 	log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
 	if !opts.DisableAgent {
-		log.Warn("the node (containerd, kubelet, kube-proxy, flannel) is not implemented yet; running the control plane only, as with --disable-agent")
+		if err := startNode(ctx, mgr, opts, dataDir, nodeIP, cp); err != nil {
+			if ctx.Err() != nil {
+				log.Info("shutdown requested during start")
+				return nil
+			}
+			return fmt.Errorf("node: %w", err)
+		}
+		log.Infof("node %s started in %s", nodeNameOrHost(opts.NodeName), time.Since(begin).Round(time.Millisecond))
 	}
 
 	select {
@@ -166,6 +175,59 @@ func Run(ctx context.Context, opts *options.Server) error {
 	case err := <-mgr.Failed():
 		return err
 	}
+}
+
+// startNode runs the node side in this process, as k3s does: its
+// credentials come straight from the server's CAs.
+func startNode(ctx context.Context, mgr *component.Manager, opts *options.Server, dataDir string, advertised net.IP, cp controlPlane) error {
+	name := nodeNameOrHost(opts.NodeName)
+	ip := advertised
+	if opts.NodeIP != "" {
+		ip = net.ParseIP(opts.NodeIP)
+	}
+	ips := []net.IP{ip}
+	var external net.IP
+	if opts.NodeExternalIP != "" {
+		external = net.ParseIP(opts.NodeExternalIP)
+		ips = append(ips, external)
+	}
+	creds, err := pki.EnsureNode(cp.p.tls, filepath.Join(dataDir, "agent", "tls"), name, ips)
+	if err != nil {
+		return fmt.Errorf("node certificates: %w", err)
+	}
+	labels := opts.NodeLabels
+	if external != nil {
+		// What k3s does too: the kubelet has no flag for it.
+		labels = append(labels, "node.cluster.io/external-ip="+external.String())
+	}
+	return agent.Start(ctx, mgr, agent.Node{
+		DataDir:        dataDir,
+		Name:           name,
+		IP:             ip,
+		ExternalIP:     external,
+		Labels:         labels,
+		Taints:         opts.NodeTaints,
+		ClusterCIDR:    opts.ClusterCIDR,
+		ClusterDNS:     opts.ClusterDNS,
+		ClusterDomain:  opts.ClusterDomain,
+		FlannelBackend: opts.FlannelBackend,
+		KubeletArgs:    opts.KubeletArgs,
+		KubeProxyArgs:  opts.KubeProxyArgs,
+		APIServerURL:   cp.loopbackURL(),
+		Creds:          creds,
+	})
+}
+
+// nodeNameOrHost is --node-name, or the hostname as a valid node name.
+func nodeNameOrHost(name string) string {
+	if name != "" {
+		return name
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return strings.ToLower(h)
 }
 
 // writeControlPlaneFiles writes the component kubeconfigs and the

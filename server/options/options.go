@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -50,8 +49,8 @@ type Server struct {
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
 	DisableAgent        bool
-	NodeName            string
 	Debug               bool
+	Node
 
 	KubeAPIServerArgs         []string
 	KubeSchedulerArgs         []string
@@ -76,7 +75,7 @@ func (o *Server) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.WriteKubeconfig, "write-kubeconfig", "o", DefaultKubeconfig, "Write the admin kubeconfig to this file")
 	fs.StringVar(&o.WriteKubeconfigMode, "write-kubeconfig-mode", DefaultKubeconfigMode, "File mode of the admin kubeconfig, octal (e.g. 0644)")
 	fs.BoolVar(&o.DisableAgent, "disable-agent", false, "Do not run the node (containerd, kubelet, …) in this process")
-	fs.StringVar(&o.NodeName, "node-name", "", "Node name (default: hostname)")
+	o.Node.AddFlags(fs)
 	fs.BoolVar(&o.Debug, "debug", false, "Debug logging")
 	fs.StringArrayVar(&o.KubeAPIServerArgs, "kube-apiserver-arg", nil, "Extra flag for kube-apiserver, as name=value (repeatable)")
 	fs.StringArrayVar(&o.KubeSchedulerArgs, "kube-scheduler-arg", nil, "Extra flag for kube-scheduler, as name=value (repeatable)")
@@ -152,8 +151,8 @@ func (o *Server) Validate() error {
 			return fmt.Errorf("--tls-san %q is neither a hostname nor an IP address", san)
 		}
 	}
-	if o.NodeName != "" && (len(o.NodeName) > 253 || !nodeNameRE.MatchString(o.NodeName)) {
-		return fmt.Errorf("--node-name %q must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (at most 253 characters)", o.NodeName)
+	if err := o.Node.Validate(); err != nil {
+		return err
 	}
 	if o.Token != "" && o.TokenFile != "" {
 		return errors.New("give either --token or --token-file, not both")
@@ -181,9 +180,6 @@ func (o *Server) Validate() error {
 	}
 	return nil
 }
-
-// nodeNameRE is a DNS subdomain (RFC 1123), what Kubernetes requires of node names.
-var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
 // KubeconfigMode parses --write-kubeconfig-mode.
 func (o *Server) KubeconfigMode() (os.FileMode, error) {

@@ -1,0 +1,200 @@
+// Package kubelet renders the kubelet's configuration file and flags for
+// this host: cgroup driver and cgroup v1 tolerance, OOM score where the
+// process may not lower it, and every node-local path under the data dir.
+package kubelet
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/cluster-io/cluster/internal/argv"
+)
+
+// Host is what the kubelet configuration depends on in the machine.
+type Host struct {
+	SystemdIsInit   bool // PID 1 is systemd → systemd cgroup driver
+	CgroupV1        bool
+	CanLowerOOMAdj  bool // CAP_SYS_RESOURCE: a negative oom_score_adj is allowed
+	NoFileHardLimit uint64
+}
+
+// Config is one node's kubelet.
+type Config struct {
+	RootDir          string // <data-dir>/agent/kubelet
+	PodLogsDir       string
+	StaticPodDir     string
+	RuntimeEndpoint  string // unix:///…/containerd.sock
+	ClientCAFile     string
+	TLSCertFile      string
+	TLSKeyFile       string
+	ClusterDNS       string
+	ClusterDomain    string
+	ResolvConf       string
+	HealthzPort      int
+	Taints           []string // key=value:Effect
+	Host             Host
+	KubeconfigPath   string
+	NodeName         string
+	NodeIP           string
+	NodeLabels       []string
+	ConfigPath       string
+	ExtraArgs        []string // --kubelet-arg, applied last
+	CgroupDriverName string   // derived; exported for logging
+}
+
+// DetectHost reads the facts the kubelet configuration depends on.
+func DetectHost() Host {
+	h := Host{CanLowerOOMAdj: hasCapSysResource(), NoFileHardLimit: noFileHardLimit()}
+	if target, err := os.Readlink("/proc/1/exe"); err == nil && strings.HasSuffix(target, "/systemd") {
+		h.SystemdIsInit = true
+	}
+	var st syscall.Statfs_t
+	// cgroup2 mounted at /sys/fs/cgroup means unified mode; anything else
+	// (tmpfs with v1 hierarchies, hybrid included) is v1 to the kubelet.
+	if err := syscall.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type != 0x63677270 {
+		h.CgroupV1 = true
+	}
+	return h
+}
+
+func hasCapSysResource() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<24) != 0 // CAP_SYS_RESOURCE
+		}
+	}
+	return false
+}
+
+func noFileHardLimit() uint64 {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0
+	}
+	return r.Max
+}
+
+// Render returns the KubeletConfiguration YAML.
+func (c *Config) Render() ([]byte, error) {
+	driver := "cgroupfs"
+	if c.Host.SystemdIsInit {
+		driver = "systemd"
+	}
+	c.CgroupDriverName = driver
+	kc := kubeletv1beta1.KubeletConfiguration{
+		TypeMeta:           metav1.TypeMeta{APIVersion: "kubelet.config.k8s.io/v1beta1", Kind: "KubeletConfiguration"},
+		Address:            "0.0.0.0",
+		Port:               10250,
+		ReadOnlyPort:       0,
+		HealthzBindAddress: "127.0.0.1",
+		HealthzPort:        ptr.To(int32(c.HealthzPort)),
+		TLSCertFile:        c.TLSCertFile,
+		TLSPrivateKeyFile:  c.TLSKeyFile,
+		Authentication: kubeletv1beta1.KubeletAuthentication{
+			X509:      kubeletv1beta1.KubeletX509Authentication{ClientCAFile: c.ClientCAFile},
+			Webhook:   kubeletv1beta1.KubeletWebhookAuthentication{Enabled: ptr.To(true), CacheTTL: metav1.Duration{Duration: 2 * time.Minute}},
+			Anonymous: kubeletv1beta1.KubeletAnonymousAuthentication{Enabled: ptr.To(false)},
+		},
+		Authorization: kubeletv1beta1.KubeletAuthorization{
+			Mode: kubeletv1beta1.KubeletAuthorizationModeWebhook,
+			Webhook: kubeletv1beta1.KubeletWebhookAuthorization{
+				CacheAuthorizedTTL:   metav1.Duration{Duration: 5 * time.Minute},
+				CacheUnauthorizedTTL: metav1.Duration{Duration: 30 * time.Second},
+			},
+		},
+		CgroupDriver:             driver,
+		ContainerRuntimeEndpoint: c.RuntimeEndpoint,
+		ClusterDNS:               []string{c.ClusterDNS},
+		ClusterDomain:            c.ClusterDomain,
+		ResolverConfig:           ptr.To(c.ResolvConf),
+		StaticPodPath:            c.StaticPodDir,
+		PodLogsDir:               c.PodLogsDir,
+		SerializeImagePulls:      ptr.To(false),
+		FailSwapOn:               ptr.To(false),
+		// Pull nothing we were given offline out from under the pods; the
+		// imported images are pinned anyway.
+		ImageGCHighThresholdPercent: ptr.To(int32(90)),
+		ImageGCLowThresholdPercent:  ptr.To(int32(80)),
+		EvictionHard: map[string]string{
+			"memory.available":  "100Mi",
+			"nodefs.available":  "5%",
+			"nodefs.inodesFree": "5%",
+			"imagefs.available": "5%",
+		},
+		// Do not lower the process-wide file limit (the kubelet sets it for
+		// the whole `cluster` process).
+		MaxOpenFiles: int64(c.Host.NoFileHardLimit),
+	}
+	if c.Host.CgroupV1 {
+		kc.FailCgroupV1 = ptr.To(false)
+	}
+	if !c.Host.CanLowerOOMAdj {
+		// The kubelet applies this to our whole process; a negative value
+		// needs CAP_SYS_RESOURCE.
+		kc.OOMScoreAdj = ptr.To(int32(0))
+	}
+	for _, t := range c.Taints {
+		taint, err := parseTaint(t)
+		if err != nil {
+			return nil, err
+		}
+		kc.RegisterWithTaints = append(kc.RegisterWithTaints, taint)
+	}
+	return yaml.Marshal(kc)
+}
+
+// Write writes the configuration file and creates the kubelet's dirs.
+func (c *Config) Write() error {
+	b, err := c.Render()
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{filepath.Dir(c.ConfigPath), c.RootDir, c.PodLogsDir, c.StaticPodDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("kubelet: %w", err)
+		}
+	}
+	return os.WriteFile(c.ConfigPath, b, 0o600)
+}
+
+// Args are the kubelet's flags (what has no config field), then the
+// user's --kubelet-arg overrides.
+func (c *Config) Args() []string {
+	m := map[string]string{
+		"config":            c.ConfigPath,
+		"kubeconfig":        c.KubeconfigPath,
+		"root-dir":          c.RootDir,
+		"cert-dir":          filepath.Join(c.RootDir, "pki"),
+		"hostname-override": c.NodeName,
+		"node-ip":           c.NodeIP,
+	}
+	if len(c.NodeLabels) > 0 {
+		m["node-labels"] = strings.Join(c.NodeLabels, ",")
+	}
+	return argv.Merge(m, c.ExtraArgs)
+}
+
+func parseTaint(s string) (corev1.Taint, error) {
+	kv, effect, ok := strings.Cut(s, ":")
+	if !ok {
+		return corev1.Taint{}, fmt.Errorf("--node-taint %q: want key=value:Effect", s)
+	}
+	key, value, _ := strings.Cut(kv, "=")
+	return corev1.Taint{Key: key, Value: value, Effect: corev1.TaintEffect(effect)}, nil
+}

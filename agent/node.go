@@ -1,0 +1,354 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cluster-io/cluster/agent/bundle"
+	"github.com/cluster-io/cluster/agent/containerd"
+	"github.com/cluster-io/cluster/agent/flannel"
+	"github.com/cluster-io/cluster/agent/images"
+	"github.com/cluster-io/cluster/agent/kubelet"
+	"github.com/cluster-io/cluster/component"
+	"github.com/cluster-io/cluster/embedded"
+	"github.com/cluster-io/cluster/internal/argv"
+	"github.com/cluster-io/cluster/logging"
+	"github.com/cluster-io/cluster/server/kubeconfig"
+	"github.com/cluster-io/cluster/server/pki"
+)
+
+var log = logging.For("agent")
+
+// PauseImage is the sandbox image the binary makes itself; nothing pulls it.
+const PauseImage = "localhost/cluster/pause:3.10"
+
+// Ports of the node daemons' loopback health endpoints.
+const (
+	kubeletHealthzPort   = 10248
+	kubeProxyHealthzPort = 10256
+)
+
+// Node is everything one node needs to start.
+type Node struct {
+	DataDir        string
+	Name           string
+	IP             net.IP
+	ExternalIP     net.IP
+	Labels         []string
+	Taints         []string
+	ClusterCIDR    string
+	ClusterDNS     string
+	ClusterDomain  string
+	FlannelBackend string
+	KubeletArgs    []string
+	KubeProxyArgs  []string
+	APIServerURL   string
+	Creds          pki.NodeFiles
+}
+
+// Paths is the node's layout under <data-dir>.
+type Paths struct {
+	Agent            string // <data-dir>/agent
+	ContainerdConfig string
+	ContainerdSocket string
+	CNIConfDir       string
+	CNIDataDir       string
+	Images           string // air-gap drop folder: every *.tar is imported at start
+	KubeletConfig    string
+	KubeletKubecfg   string
+	KubeProxyKubecfg string
+	FlannelDir       string
+}
+
+// Layout returns the node paths under dataDir.
+func Layout(dataDir string) Paths {
+	a := filepath.Join(dataDir, "agent")
+	return Paths{
+		Agent:            a,
+		ContainerdConfig: filepath.Join(a, "etc", "containerd", "config.toml"),
+		ContainerdSocket: filepath.Join(a, "run", "containerd.sock"),
+		CNIConfDir:       filepath.Join(a, "etc", "cni", "net.d"),
+		CNIDataDir:       filepath.Join(a, "cni"),
+		Images:           filepath.Join(a, "images"),
+		KubeletConfig:    filepath.Join(a, "etc", "kubelet.yaml"),
+		KubeletKubecfg:   filepath.Join(a, "cred", "kubelet.kubeconfig"),
+		KubeProxyKubecfg: filepath.Join(a, "cred", "kube-proxy.kubeconfig"),
+		FlannelDir:       filepath.Join(a, "flannel"),
+	}
+}
+
+// Start starts the node's components on mgr, in boot order: containerd
+// (then the images), kubelet, flannel, kube-proxy. The manager stops them in
+// reverse; containers keep running across a restart.
+func Start(ctx context.Context, mgr *component.Manager, n Node) error {
+	p := Layout(n.DataDir)
+	archive, err := bundle.Archive()
+	if err != nil {
+		return err
+	}
+	binDir, err := installBinaries(n.DataDir, archive)
+	if err != nil {
+		return err
+	}
+	if err := writeKubeconfigs(p, n); err != nil {
+		return err
+	}
+
+	host := kubelet.DetectHost()
+	ctrd := containerd.Config{
+		Root:                filepath.Join(p.Agent, "containerd"),
+		State:               filepath.Join(p.Agent, "run", "containerd"),
+		Address:             p.ContainerdSocket,
+		ShimSocketDir:       shimSocketDir(n.DataDir),
+		RuncRoot:            filepath.Join(p.Agent, "run", "runc"),
+		RuncBinary:          filepath.Join(binDir, "runc"),
+		OptDir:              filepath.Join(p.Agent, "containerd-opt"),
+		RegistryDir:         filepath.Join(p.Agent, "etc", "containerd", "certs.d"),
+		CNIBinDir:           binDir,
+		CNIConfDir:          p.CNIConfDir,
+		SandboxImage:        PauseImage,
+		RestrictOOMScoreAdj: !host.CanLowerOOMAdj,
+		SystemdCgroup:       host.SystemdIsInit,
+	}
+	if err := ctrd.Write(p.ContainerdConfig); err != nil {
+		return err
+	}
+	if !host.CanLowerOOMAdj {
+		log.Warn("no CAP_SYS_RESOURCE: containers keep oom_score_adj >= 0 (containerd restrict_oom_score_adj, kubelet/kube-proxy oom-score-adj 0)")
+	}
+	if host.CgroupV1 {
+		log.Warn("cgroup v1 host: the kubelet runs with failCgroupV1=false; Kubernetes is dropping cgroup v1 support, move to cgroup v2 when you can")
+	}
+	proc := &containerd.Process{ConfigPath: p.ContainerdConfig, Address: p.ContainerdSocket, BinDir: binDir, WorkDir: binDir}
+	if err := mgr.Start(ctx, proc); err != nil {
+		return err
+	}
+	if err := importImages(ctx, p, binDir); err != nil {
+		return err
+	}
+
+	kc := &kubelet.Config{
+		RootDir:         filepath.Join(p.Agent, "kubelet"),
+		PodLogsDir:      filepath.Join(p.Agent, "pod-logs"),
+		StaticPodDir:    filepath.Join(p.Agent, "pod-manifests"),
+		RuntimeEndpoint: "unix://" + p.ContainerdSocket,
+		ClientCAFile:    n.Creds.ClientCA,
+		TLSCertFile:     n.Creds.KubeletServe.Cert,
+		TLSKeyFile:      n.Creds.KubeletServe.Key,
+		ClusterDNS:      n.ClusterDNS,
+		ClusterDomain:   n.ClusterDomain,
+		ResolvConf:      resolvConf(p),
+		HealthzPort:     kubeletHealthzPort,
+		Taints:          n.Taints,
+		Host:            host,
+		KubeconfigPath:  p.KubeletKubecfg,
+		NodeName:        n.Name,
+		NodeIP:          n.IP.String(),
+		NodeLabels:      n.Labels,
+		ConfigPath:      p.KubeletConfig,
+		ExtraArgs:       n.KubeletArgs,
+	}
+	if err := kc.Write(); err != nil {
+		return err
+	}
+	kubeletArgs := kc.Args()
+	daemons := []component.Component{&component.Runner{
+		ComponentName: "kubelet",
+		Run:           func(ctx context.Context) error { return embedded.RunKubelet(ctx, kubeletArgs) },
+		ReadyFunc:     httpOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", kubeletHealthzPort)),
+		StopTimeout:   5 * time.Second,
+	}}
+
+	if n.FlannelBackend != "none" {
+		fc := flannel.Config{
+			Kubeconfig:  p.KubeletKubecfg,
+			NodeName:    n.Name,
+			NodeIP:      n.IP,
+			ClusterCIDR: n.ClusterCIDR,
+			Backend:     n.FlannelBackend,
+			NFTables:    proxyMode(n.KubeProxyArgs) == "nftables",
+			Dir:         p.FlannelDir,
+			CNIConfDir:  p.CNIConfDir,
+			CNIDataDir:  p.CNIDataDir,
+		}
+		ready := make(chan struct{})
+		daemons = append(daemons, &component.Runner{
+			ComponentName: "flannel",
+			Run:           func(ctx context.Context) error { return flannel.Run(ctx, fc, ready) },
+			ReadyFunc: func(ctx context.Context) error {
+				select {
+				case <-ready:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				// Only now may containerd report the network ready: the
+				// plugin needs the subnet file flannel just wrote.
+				return fc.WriteCNIConfig()
+			},
+			StopTimeout: 5 * time.Second,
+		})
+	} else {
+		log.Infof("--flannel-backend=none: bring your own CNI; put its conflist in %s", p.CNIConfDir)
+	}
+
+	proxyArgs := argv.Merge(map[string]string{
+		"kubeconfig":                        p.KubeProxyKubecfg,
+		"hostname-override":                 n.Name,
+		"bind-address":                      n.IP.String(),
+		"cluster-cidr":                      n.ClusterCIDR,
+		"proxy-mode":                        "iptables",
+		"healthz-bind-address":              "127.0.0.1:" + strconv.Itoa(kubeProxyHealthzPort),
+		"metrics-bind-address":              "127.0.0.1:10249",
+		"oom-score-adj":                     oomScoreAdj(host),
+		"conntrack-max-per-core":            "0", // leave the host's conntrack table size alone
+		"conntrack-tcp-timeout-established": "0s",
+		"conntrack-tcp-timeout-close-wait":  "0s",
+	}, n.KubeProxyArgs)
+	daemons = append(daemons, &component.Runner{
+		ComponentName: "kube-proxy",
+		Run:           func(ctx context.Context) error { return embedded.RunKubeProxy(ctx, proxyArgs) },
+		ReadyFunc:     httpOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", kubeProxyHealthzPort)),
+		StopTimeout:   5 * time.Second,
+	})
+	return mgr.Start(ctx, daemons...)
+}
+
+// installBinaries unpacks the bundled binaries once per content hash and
+// points <data-dir>/data/current at them. Everything refers to them through
+// "current": containerd records the shim's path in every running container,
+// and that path must survive an upgrade.
+func installBinaries(dataDir string, archive []byte) (string, error) {
+	begin := time.Now()
+	dir, err := bundle.Extract(dataDir, archive)
+	if err != nil {
+		return "", err
+	}
+	versionDir := filepath.Dir(dir)
+	current := filepath.Join(dataDir, "data", "current")
+	if target, err := os.Readlink(current); err != nil || target != filepath.Base(versionDir) {
+		tmp := current + ".tmp"
+		_ = os.Remove(tmp)
+		if err := os.Symlink(filepath.Base(versionDir), tmp); err != nil {
+			return "", fmt.Errorf("node binaries: %w", err)
+		}
+		if err := os.Rename(tmp, current); err != nil {
+			return "", fmt.Errorf("node binaries: %w", err)
+		}
+		log.Infof("node binaries in %s (%s)", versionDir, time.Since(begin).Round(time.Millisecond))
+	}
+	return filepath.Join(current, "bin"), nil
+}
+
+func writeKubeconfigs(p Paths, n Node) error {
+	if err := os.MkdirAll(filepath.Dir(p.KubeletKubecfg), 0o700); err != nil {
+		return err
+	}
+	for path, pair := range map[string]pki.Pair{p.KubeletKubecfg: n.Creds.KubeletClient, p.KubeProxyKubecfg: n.Creds.KubeProxy} {
+		spec := kubeconfig.Spec{Server: n.APIServerURL, CAFile: n.Creds.ServerCA, CertFile: pair.Cert, KeyFile: pair.Key}
+		if err := kubeconfig.Write(path, 0o600, spec, pki.WriteFileAtomic); err != nil {
+			return fmt.Errorf("node kubeconfig: %w", err)
+		}
+	}
+	return nil
+}
+
+// importImages loads the pause image (made here from the bundled binary)
+// and every archive in the air-gap folder.
+func importImages(ctx context.Context, p Paths, binDir string) error {
+	begin := time.Now()
+	pause, err := os.ReadFile(filepath.Join(binDir, "pause"))
+	if err != nil {
+		return fmt.Errorf("pause image: %w", err)
+	}
+	var archive bytes.Buffer
+	err = images.WriteOCIArchive(&archive, images.Spec{
+		Name:       PauseImage,
+		Files:      []images.File{{Path: "/pause", Mode: 0o755, Data: pause}},
+		Entrypoint: []string{"/pause"},
+		User:       "65535:65535",
+	})
+	if err != nil {
+		return fmt.Errorf("pause image: %w", err)
+	}
+	im := containerd.Importer{Address: p.ContainerdSocket}
+	if _, err := im.ImportBytes(ctx, archive.Bytes()); err != nil {
+		return fmt.Errorf("pause image: import: %w", err)
+	}
+	log.Infof("pause image %s ready (%s)", PauseImage, time.Since(begin).Round(time.Millisecond))
+	if err := os.MkdirAll(p.Images, 0o755); err != nil {
+		return err
+	}
+	return im.ImportDir(ctx, p.Images)
+}
+
+// shimSocketDir must fit a unix socket path (≤42 bytes), so it cannot live
+// under an arbitrary data dir; one per data dir, so nodes sharing a host
+// keep theirs apart.
+func shimSocketDir(dataDir string) string {
+	sum := sha256.Sum256([]byte(dataDir))
+	return "/run/cluster/" + hex.EncodeToString(sum[:])[:12] + "/s"
+}
+
+// resolvConf is the host's resolv.conf unless it names a loopback resolver
+// (systemd-resolved's 127.0.0.53), which pods cannot reach.
+func resolvConf(p Paths) string {
+	const host = "/etc/resolv.conf"
+	b, err := os.ReadFile(host)
+	if err != nil || !strings.Contains(string(b), "nameserver 127.") {
+		return host
+	}
+	for _, alt := range []string{"/run/systemd/resolve/resolv.conf"} {
+		if b, err := os.ReadFile(alt); err == nil && !strings.Contains(string(b), "nameserver 127.") {
+			return alt
+		}
+	}
+	path := filepath.Join(p.Agent, "etc", "resolv.conf")
+	_ = os.WriteFile(path, []byte("nameserver 8.8.8.8\n"), 0o644)
+	log.Warnf("%s names a loopback resolver; pods use %s", host, path)
+	return path
+}
+
+func oomScoreAdj(h kubelet.Host) string {
+	if h.CanLowerOOMAdj {
+		return "-999"
+	}
+	return "0"
+}
+
+func proxyMode(args []string) string {
+	if v, ok := argv.Value(argv.Merge(nil, args), "proxy-mode"); ok {
+		return v
+	}
+	return "iptables"
+}
+
+func httpOK(url string) func(context.Context) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	return func(ctx context.Context) error {
+		return component.Poll(ctx, 250*time.Millisecond, func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", url, resp.Status)
+			}
+			return nil
+		})
+	}
+}
