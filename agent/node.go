@@ -67,6 +67,7 @@ type Paths struct {
 	KubeletConfig    string
 	KubeletKubecfg   string
 	KubeProxyKubecfg string
+	FlannelKubecfg   string
 	FlannelDir       string
 }
 
@@ -83,6 +84,7 @@ func Layout(dataDir string) Paths {
 		KubeletConfig:    filepath.Join(a, "etc", "kubelet.yaml"),
 		KubeletKubecfg:   filepath.Join(a, "cred", "kubelet.kubeconfig"),
 		KubeProxyKubecfg: filepath.Join(a, "cred", "kube-proxy.kubeconfig"),
+		FlannelKubecfg:   filepath.Join(a, "cred", "flannel.kubeconfig"),
 		FlannelDir:       filepath.Join(a, "flannel"),
 	}
 }
@@ -171,7 +173,7 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 
 	if n.FlannelBackend != "none" {
 		fc := flannel.Config{
-			Kubeconfig:  p.KubeletKubecfg,
+			Kubeconfig:  p.FlannelKubecfg,
 			NodeName:    n.Name,
 			NodeIP:      n.IP,
 			ClusterCIDR: n.ClusterCIDR,
@@ -253,7 +255,11 @@ func writeKubeconfigs(p Paths, n Node) error {
 	if err := os.MkdirAll(filepath.Dir(p.KubeletKubecfg), 0o700); err != nil {
 		return err
 	}
-	for path, pair := range map[string]pki.Pair{p.KubeletKubecfg: n.Creds.KubeletClient, p.KubeProxyKubecfg: n.Creds.KubeProxy} {
+	for path, pair := range map[string]pki.Pair{
+		p.KubeletKubecfg:   n.Creds.KubeletClient,
+		p.KubeProxyKubecfg: n.Creds.KubeProxy,
+		p.FlannelKubecfg:   n.Creds.Flannel,
+	} {
 		spec := kubeconfig.Spec{Server: n.APIServerURL, CAFile: n.Creds.ServerCA, CertFile: pair.Cert, KeyFile: pair.Key}
 		if err := kubeconfig.Write(path, 0o600, spec, pki.WriteFileAtomic); err != nil {
 			return fmt.Errorf("node kubeconfig: %w", err)

@@ -108,9 +108,12 @@ func (c controlPlane) apiServerArgs(extra []string) []string {
 		"service-account-signing-key-file":   t.ServiceAccountKey,
 		"service-cluster-ip-range":           c.serviceCIDR,
 		"service-node-port-range":            "30000-32767",
-		"storage-backend":                    "etcd3",
-		"tls-cert-file":                      t.APIServerServing.Cert,
-		"tls-private-key-file":               t.APIServerServing.Key,
+		// Close watches on shutdown instead of waiting out the 60s request
+		// timeout: the in-process kubelet's watches never end by themselves.
+		"shutdown-watch-termination-grace-period": "2s",
+		"storage-backend":                         "etcd3",
+		"tls-cert-file":                           t.APIServerServing.Cert,
+		"tls-private-key-file":                    t.APIServerServing.Key,
 	}, extra)
 }
 

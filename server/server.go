@@ -19,6 +19,7 @@ import (
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/cluster-io/cluster/agent"
 	"github.com/cluster-io/cluster/component"
@@ -27,6 +28,7 @@ import (
 	"github.com/cluster-io/cluster/internal/argv"
 	"github.com/cluster-io/cluster/internal/datadir"
 	"github.com/cluster-io/cluster/logging"
+	"github.com/cluster-io/cluster/server/deploy"
 	"github.com/cluster-io/cluster/server/kubeconfig"
 	"github.com/cluster-io/cluster/server/options"
 	"github.com/cluster-io/cluster/server/pki"
@@ -156,6 +158,9 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
 		return err
 	}
+	if err := applyCharts(ctx, cp.p.adminKubeconfig); err != nil {
+		return err
+	}
 	log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
 	if !opts.DisableAgent {
 		if err := startNode(ctx, mgr, opts, dataDir, nodeIP, cp); err != nil {
@@ -216,6 +221,18 @@ func startNode(ctx context.Context, mgr *component.Manager, opts *options.Server
 		APIServerURL:   cp.loopbackURL(),
 		Creds:          creds,
 	})
+}
+
+// applyCharts applies the embedded manifests as the admin.
+func applyCharts(ctx context.Context, adminKubeconfig string) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", adminKubeconfig)
+	if err != nil {
+		return fmt.Errorf("charts: %w", err)
+	}
+	if err := deploy.Apply(ctx, cfg); err != nil {
+		return fmt.Errorf("charts: %w", err)
+	}
+	return nil
 }
 
 // nodeNameOrHost is --node-name, or the hostname as a valid node name.

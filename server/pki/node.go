@@ -18,6 +18,7 @@ type NodeFiles struct {
 	KubeletClient Pair // system:node:<name> in system:nodes (Node authorizer)
 	KubeletServe  Pair // serves :10250 for logs, exec and port-forward
 	KubeProxy     Pair // system:kube-proxy (bound to system:node-proxier)
+	Flannel       Pair // system:cluster-flannel (charts/flannel-rbac.yaml)
 }
 
 // NodeLayout returns a node's credential file names under dir.
@@ -32,6 +33,7 @@ func NodeLayout(dir string) NodeFiles {
 		KubeletClient: p("client-kubelet"),
 		KubeletServe:  p("serving-kubelet"),
 		KubeProxy:     p("client-kube-proxy"),
+		Flannel:       p("client-flannel"),
 	}
 }
 
@@ -59,6 +61,7 @@ func EnsureNode(f Files, dir, nodeName string, ips []net.IP) (NodeFiles, error) 
 		{n.KubeletClient, clientCA, LeafSpec{CommonName: "system:node:" + nodeName, Organization: []string{"system:nodes"}, Usage: x509.ExtKeyUsageClientAuth}},
 		{n.KubeletServe, serverCA, LeafSpec{CommonName: nodeName, SANs: serving, Usage: x509.ExtKeyUsageServerAuth}},
 		{n.KubeProxy, clientCA, LeafSpec{CommonName: "system:kube-proxy", Usage: x509.ExtKeyUsageClientAuth}},
+		{n.Flannel, clientCA, LeafSpec{CommonName: "system:cluster-flannel", Usage: x509.ExtKeyUsageClientAuth}},
 	}
 	for _, l := range leaves {
 		if err := EnsureLeaf(l.pair, l.ca, l.spec); err != nil {

@@ -1,0 +1,49 @@
+// Command webapp is the tiny test workload: `webapp` serves "hello from
+// <hostname>" on :8080; `webapp get URL` fetches a URL (for pod-to-service
+// checks from inside a pod, where there is no shell or wget).
+package main
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "get" {
+		os.Exit(get(os.Args[2]))
+	}
+	host, _ := os.Hostname()
+	addr := ":8080"
+	if v := os.Getenv("LISTEN"); v != "" {
+		addr = v
+	}
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		log.Printf("%s %s from %s", r.Method, r.URL.Path, r.RemoteAddr)
+		fmt.Fprintf(w, "hello from %s\n", host)
+	})
+	log.Printf("webapp %s listening on %s", host, addr)
+	log.Fatal(http.ListenAndServe(addr, nil))
+}
+
+func get(url string) int {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	return 0
+}
