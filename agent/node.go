@@ -131,7 +131,9 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	if host.CgroupV1 {
 		log.Warn("cgroup v1 host: the kubelet runs with failCgroupV1=false; Kubernetes is dropping cgroup v1 support, move to cgroup v2 when you can")
 	}
-	proc := &containerd.Process{ConfigPath: p.ContainerdConfig, Address: p.ContainerdSocket, BinDir: binDir, WorkDir: binDir}
+	// WorkDir is not binDir: containerd would record the shim by its
+	// resolved path there, and it must be found through "current".
+	proc := &containerd.Process{ConfigPath: p.ContainerdConfig, Address: p.ContainerdSocket, BinDir: binDir, WorkDir: p.Agent}
 	if err := mgr.Start(ctx, proc); err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ const archiveName = "assets/bin.tar.gz"
 var Required = []string{
 	"runc", "containerd-shim-runc-v2", "pause",
 	"bridge", "host-local", "loopback", "portmap", "bandwidth", "flannel",
+	"cluster-killall.sh",
 }
 
 // Archive returns the embedded archive, or an error naming the fix when the

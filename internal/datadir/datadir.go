@@ -48,7 +48,7 @@ func Claim(dir string) (*Lock, error) {
 	}
 	marker := filepath.Join(abs, MarkerName)
 	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
-		if len(entries) > 0 {
+		if len(entries) > 0 && !onlyAirgapImages(abs, entries) {
 			return nil, fmt.Errorf("data dir %s is not empty and was not created by cluster (no %s); choose an empty or new directory", abs, MarkerName)
 		}
 		if err := os.WriteFile(marker, []byte("cluster data directory; do not remove\n"), 0o600); err != nil {
@@ -73,6 +73,17 @@ func Claim(dir string) (*Lock, error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &Lock{file: f}, nil
+}
+
+// onlyAirgapImages reports whether the directory holds nothing but
+// agent/images/: image archives an air-gapped install drops in before the
+// first start, as k3s users do.
+func onlyAirgapImages(dir string, entries []os.DirEntry) bool {
+	if len(entries) != 1 || entries[0].Name() != "agent" || !entries[0].IsDir() {
+		return false
+	}
+	sub, err := os.ReadDir(filepath.Join(dir, "agent"))
+	return err == nil && len(sub) == 1 && sub[0].Name() == "images" && sub[0].IsDir()
 }
 
 // Release unlocks the directory.

@@ -67,3 +67,29 @@ func TestUnreadableDir(t *testing.T) {
 		t.Error("unreadable dir accepted")
 	}
 }
+
+func TestAirgapImagesBeforeFirstStart(t *testing.T) {
+	cases := []struct {
+		name  string
+		files []string
+		ok    bool
+	}{
+		{"only agent/images", []string{"agent/images/app.tar"}, true},
+		{"agent has more", []string{"agent/images/app.tar", "agent/other"}, false},
+		{"a sibling of agent", []string{"agent/images/app.tar", "notes.txt"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range c.files {
+				os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755)
+				os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644)
+			}
+			l, err := Claim(dir)
+			if (err == nil) != c.ok {
+				t.Fatalf("Claim: %v, want ok=%v", err, c.ok)
+			}
+			l.Release()
+		})
+	}
+}

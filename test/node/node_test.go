@@ -1,0 +1,461 @@
+// Package node is the single-node acceptance test: plain `cluster server`
+// (with its node) on a fresh data dir, offline, running a locally built
+// image. It needs root, and it changes this host's network (cni0,
+// flannel.1, iptables rules) until the data dir's kill-all script undoes it.
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+)
+
+const testImage = "localhost/test/webapp:v1"
+
+type node struct {
+	t          *testing.T
+	bin        string
+	dir        string
+	dataDir    string
+	kubeconfig string
+	port       int
+	cmd        *exec.Cmd
+	log        *syncBuffer
+	exited     chan error
+}
+
+func TestSingleNodeRunsPodsOffline(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (CI runs as root): it runs containerd, kubelet and flannel")
+	}
+	n := newNode(t)
+	buildImages(t, filepath.Join(n.dataDir, "agent", "images"))
+
+	begin := time.Now()
+	n.start()
+	c := n.client()
+	waitFor(t, 3*time.Minute, "node Ready", func() error { return nodeReady(c) })
+	t.Logf("node Ready %.1fs after start", time.Since(begin).Seconds())
+
+	ctx := context.Background()
+	labels := map[string]string{"app": "web"}
+	_, err := c.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(3)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "web", Image: testImage, ImagePullPolicy: corev1.PullNever,
+					Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+				}}},
+			},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := c.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.ServiceSpec{
+			Selector: labels,
+			Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Minute, "3 web replicas available", func() error { return deploymentAvailable(c, "web", 3) })
+	pods := webPods(t, c)
+	t.Logf("deployment Available %.1fs after start", time.Since(begin).Seconds())
+
+	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/"
+	t.Run("service reaches every replica from the host", func(t *testing.T) {
+		seen := map[string]bool{}
+		waitFor(t, time.Minute, "answers from all 3 replicas", func() error {
+			out, err := exec.Command("curl", "-sf", "-m", "3", url).Output()
+			if err != nil {
+				return fmt.Errorf("curl %s: %v", url, err)
+			}
+			seen[strings.TrimSpace(string(out))] = true
+			return allSeen(seen, pods)
+		})
+	})
+
+	client := runClientPod(t, c)
+	t.Run("service reaches every replica from another pod", func(t *testing.T) {
+		seen := map[string]bool{}
+		waitFor(t, time.Minute, "answers from all 3 replicas", func() error {
+			out, err := n.kubectl("exec", client, "--", "/webapp", "get", url)
+			if err != nil {
+				return fmt.Errorf("exec in %s: %v: %s", client, err, out)
+			}
+			seen[strings.TrimSpace(out)] = true
+			return allSeen(seen, pods)
+		})
+	})
+
+	t.Run("kubectl logs and exec", func(t *testing.T) {
+		out, err := n.kubectl("logs", pods[0])
+		if err != nil || !strings.Contains(out, "listening on :8080") {
+			t.Errorf("kubectl logs %s: %v\n%s", pods[0], err, out)
+		}
+		out, err = n.kubectl("exec", pods[0], "--", "/webapp", "get", "http://127.0.0.1:8080/")
+		if err != nil || strings.TrimSpace(out) != "hello from "+pods[0] {
+			t.Errorf("kubectl exec %s: %v\n%s", pods[0], err, out)
+		}
+	})
+
+	t.Run("a deleted pod is replaced", func(t *testing.T) {
+		if err := c.CoreV1().Pods("default").Delete(ctx, pods[0], metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Minute, "a replacement pod", func() error {
+			ready, all := readyWebPods(t, c)
+			if len(ready) != 3 || contains(all, pods[0]) {
+				return fmt.Errorf("ready %v of %v (%s must be gone)", ready, all, pods[0])
+			}
+			return nil
+		})
+	})
+
+	t.Run("a restart keeps the pods running", func(t *testing.T) {
+		before := containerIDs(t, c)
+		n.stop()
+		n.start()
+		c = n.client()
+		waitFor(t, 3*time.Minute, "node Ready after restart", func() error { return nodeReady(c) })
+		waitFor(t, 2*time.Minute, "3 web replicas available after restart", func() error { return deploymentAvailable(c, "web", 3) })
+		after := containerIDs(t, c)
+		if fmt.Sprint(before) != fmt.Sprint(after) {
+			t.Errorf("containers changed across a restart:\nbefore %v\nafter  %v", before, after)
+		}
+		out, err := exec.Command("curl", "-sf", "-m", "3", url).Output()
+		if err != nil || !strings.HasPrefix(string(out), "hello from web-") {
+			t.Errorf("service after restart: %v %q", err, out)
+		}
+	})
+}
+
+func newNode(t *testing.T) *node {
+	bin := os.Getenv("CLUSTER_BIN")
+	if bin == "" {
+		t.Fatal("CLUSTER_BIN is not set: build with scripts/build and run through scripts/test (the node binaries must be embedded)")
+	}
+	dir, err := os.MkdirTemp("", "cluster-node-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, bin: bin, dir: dir, dataDir: filepath.Join(dir, "data"), kubeconfig: filepath.Join(dir, "kubeconfig.yaml"), port: freePort(t)}
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.cleanup)
+	return n
+}
+
+func (n *node) start() {
+	n.t.Helper()
+	n.log = &syncBuffer{}
+	n.cmd = exec.Command(n.bin, "server",
+		"--data-dir", n.dataDir,
+		"--config", filepath.Join(n.dir, "config.yaml"),
+		"--https-listen-port", strconv.Itoa(n.port),
+		"--write-kubeconfig", n.kubeconfig,
+		// Other test packages run servers at the same time: keep the
+		// control plane's loopback health ports apart from theirs.
+		"--kube-controller-manager-arg", "secure-port="+strconv.Itoa(freePort(n.t)),
+		"--kube-scheduler-arg", "secure-port="+strconv.Itoa(freePort(n.t)),
+	)
+	n.cmd.Env = cleanEnv()
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.exited = make(chan error, 1)
+	go func(cmd *exec.Cmd, ch chan error) { ch <- cmd.Wait() }(n.cmd, n.exited)
+	deadline := time.After(3 * time.Minute)
+	for !strings.Contains(n.log.String(), "started in") {
+		select {
+		case err := <-n.exited:
+			n.exited <- err
+			n.t.Fatalf("server exited during start: %v\n%s", err, tail(n.log.String()))
+		case <-deadline:
+			n.t.Fatalf("node not started after 3m\n%s", tail(n.log.String()))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (n *node) stop() {
+	n.t.Helper()
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.exited:
+		n.exited <- err
+		if err != nil {
+			n.t.Errorf("server exited with %v after SIGTERM\n%s", err, tail(n.log.String()))
+		}
+	case <-time.After(90 * time.Second):
+		n.cmd.Process.Kill()
+		n.t.Errorf("server did not stop within 90s\n%s", tail(n.log.String()))
+	}
+}
+
+// cleanup stops the server and runs the data dir's kill-all script, which
+// must leave no container, shim or mount of this node behind.
+func (n *node) cleanup() {
+	n.stop()
+	killall := filepath.Join(n.dataDir, "data", "current", "bin", "cluster-killall.sh")
+	if out, err := exec.Command(killall).CombinedOutput(); err != nil {
+		n.t.Errorf("%s: %v\n%s", killall, err, out)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "containerd-shim-runc-v2 .*-address "+n.dataDir+"/").Output(); len(out) > 0 {
+		n.t.Errorf("shims left after kill-all: %s", out)
+	}
+	if mounts, _ := os.ReadFile("/proc/self/mounts"); bytes.Contains(mounts, []byte(n.dataDir+"/")) {
+		n.t.Errorf("mounts left under %s after kill-all", n.dataDir)
+	}
+	if n.t.Failed() {
+		n.t.Logf("server log:\n%s", tail(n.log.String()))
+	}
+	os.RemoveAll(n.dir)
+}
+
+func (n *node) client() *kubernetes.Clientset {
+	n.t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", n.kubeconfig)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	cfg.Timeout = 10 * time.Second
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return c
+}
+
+func (n *node) kubectl(args ...string) (string, error) {
+	cmd := exec.Command(n.bin, append([]string{"kubectl", "--kubeconfig", n.kubeconfig, "--request-timeout", "20s"}, args...)...)
+	cmd.Env = cleanEnv()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// buildImages runs the repo's image script into the air-gap folder before
+// the first start, as an offline install would.
+func buildImages(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command("../../scripts/build-test-images", dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/build-test-images: %v\n%s", err, out)
+	}
+}
+
+func runClientPod(t *testing.T, c *kubernetes.Clientset) string {
+	t.Helper()
+	_, err := c.CoreV1().Pods("default").Create(context.Background(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "client"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "client", Image: testImage, ImagePullPolicy: corev1.PullNever,
+			Env: []corev1.EnvVar{{Name: "LISTEN", Value: ":9090"}},
+		}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "client pod running", func() error {
+		p, err := c.CoreV1().Pods("default").Get(context.Background(), "client", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("client pod %s", p.Status.Phase)
+		}
+		return nil
+	})
+	return "client"
+}
+
+func nodeReady(c *kubernetes.Clientset) error {
+	nodes, err := c.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	if len(nodes.Items) != 1 {
+		return fmt.Errorf("%d nodes", len(nodes.Items))
+	}
+	for _, cond := range nodes.Items[0].Status.Conditions {
+		if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+			return nil
+		}
+	}
+	return fmt.Errorf("node %s not Ready", nodes.Items[0].Name)
+}
+
+func deploymentAvailable(c *kubernetes.Clientset, name string, replicas int32) error {
+	d, err := c.AppsV1().Deployments("default").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if d.Status.AvailableReplicas != replicas || d.Status.UpdatedReplicas != replicas || d.Status.Replicas != replicas {
+		return fmt.Errorf("deployment %s: %d/%d available", name, d.Status.AvailableReplicas, replicas)
+	}
+	return nil
+}
+
+func webPods(t *testing.T, c *kubernetes.Clientset) []string {
+	t.Helper()
+	list, err := c.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range list.Items {
+		if p.DeletionTimestamp == nil {
+			names = append(names, p.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// readyWebPods returns the web pods that are Ready, and all web pods that
+// still exist (terminating ones included).
+func readyWebPods(t *testing.T, c *kubernetes.Clientset) (ready, all []string) {
+	t.Helper()
+	list, err := c.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.Items {
+		all = append(all, p.Name)
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue && p.DeletionTimestamp == nil {
+				ready = append(ready, p.Name)
+			}
+		}
+	}
+	return ready, all
+}
+
+// containerIDs maps each running pod to its container IDs.
+func containerIDs(t *testing.T, c *kubernetes.Clientset) map[string]string {
+	t.Helper()
+	list, err := c.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, p := range list.Items {
+		for _, s := range p.Status.ContainerStatuses {
+			ids[p.Name+"/"+s.Name] = s.ContainerID
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatal("no containers")
+	}
+	return ids
+}
+
+func allSeen(seen map[string]bool, pods []string) error {
+	for _, p := range pods {
+		if !seen["hello from "+p] {
+			return fmt.Errorf("no answer from %s yet (seen %v)", p, seen)
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CLUSTER_") && !strings.HasPrefix(kv, "KUBECONFIG=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func tail(s string) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > 80 {
+		lines = lines[len(lines)-80:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
