@@ -80,7 +80,12 @@ func (c Config) WriteCNIConfig() error {
 		return err
 	}
 	path := filepath.Join(c.CNIConfDir, "10-flannel.conflist")
-	tmp := path + ".tmp"
+	// Written beside, then renamed in: containerd watches the conf dir and
+	// would try to load a half-written file.
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(c.Dir, "10-flannel.conflist.tmp")
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return err
 	}
@@ -173,7 +178,7 @@ func waitForPodCIDR(ctx context.Context, kubeconfig, node string) error {
 		return err
 	}
 	logged := false
-	return wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err == nil && n.Spec.PodCIDR != "" {
 			return true, nil

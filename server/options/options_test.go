@@ -54,6 +54,14 @@ func TestValidateBadInput(t *testing.T) {
 		{"passthrough arg", func(o *Server) { o.KubeAPIServerArgs = []string{"=x"} }, `--kube-apiserver-arg "=x": want name=value`},
 		{"node name", func(o *Server) { o.NodeName = "Edge_1" }, `--node-name "Edge_1" must be lowercase`},
 		{"ipv6 cluster cidr", func(o *Server) { o.ClusterCIDR = "fd00::/64" }, "only IPv4"},
+		{"node ip", func(o *Server) { o.NodeIP = "10.0.0" }, `--node-ip "10.0.0" is not an IPv4 address`},
+		{"loopback node ip", func(o *Server) { o.NodeIP = "127.0.0.1" }, "not loopback"},
+		{"external ip", func(o *Server) { o.NodeExternalIP = "fd00::1" }, "--node-external-ip"},
+		{"label without value", func(o *Server) { o.NodeLabels = []string{"role"} }, `--node-label "role": want key=value`},
+		{"label key", func(o *Server) { o.NodeLabels = []string{"bad key=x"} }, `--node-label "bad key=x": key`},
+		{"taint effect", func(o *Server) { o.NodeTaints = []string{"k=v:Sometimes"} }, "Effect one of NoSchedule"},
+		{"flannel backend", func(o *Server) { o.FlannelBackend = "wireguard" }, `--flannel-backend "wireguard": want one of vxlan, host-gw, none`},
+		{"kubelet arg", func(o *Server) { o.KubeletArgs = []string{"=x"} }, "--kubelet-arg"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
