@@ -79,17 +79,9 @@ func (c Config) WriteCNIConfig() error {
 	if err := os.MkdirAll(c.CNIConfDir, 0o755); err != nil {
 		return err
 	}
-	path := filepath.Join(c.CNIConfDir, "10-flannel.conflist")
-	// Written beside, then renamed in: containerd watches the conf dir and
-	// would try to load a half-written file.
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
-		return err
-	}
-	tmp := filepath.Join(c.Dir, "10-flannel.conflist.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	// Written in place: containerd reloads its CNI config on write events
+	// and ignores files created (or renamed) into the directory.
+	return os.WriteFile(filepath.Join(c.CNIConfDir, "10-flannel.conflist"), b, 0o644)
 }
 
 // Run sets up the network and then follows the other nodes' leases until

@@ -15,7 +15,7 @@ func TestWriteCNIConfig(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(c.CNIConfDir)
 	if len(entries) != 1 || entries[0].Name() != "10-flannel.conflist" {
-		t.Fatalf("conf dir holds %v; want only the conflist (no temporary file)", entries)
+		t.Fatalf("conf dir holds %v; want only the conflist", entries)
 	}
 	var conf struct {
 		CNIVersion string           `json:"cniVersion"`
