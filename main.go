@@ -26,6 +26,10 @@ func main() {
 	switch filepath.Base(os.Args[0]) {
 	case "kubectl":
 		os.Exit(embedded.RunKubectl(os.Args[1:], options.DefaultKubeconfig))
+	case "ctr":
+		runCtr(os.Args[1:])
+	case "crictl":
+		execCrictl(os.Args[1:])
 	}
 
 	logging.Setup(false)
@@ -52,6 +56,7 @@ func newRootCommand() *cobra.Command {
 		agent.NewCommand(),
 		newKubectlCommand(),
 		newCtrCommand(),
+		newCrictlCommand(),
 		newContainerdCommand(),
 		newVersionCommand(),
 	)
@@ -74,17 +79,39 @@ func newCtrCommand() *cobra.Command {
 		Use:                "ctr",
 		Short:              "Run ctr against the node's containerd (namespace k8s.io; CLUSTER_DATA_DIR picks the node)",
 		DisableFlagParsing: true,
-		Run: func(_ *cobra.Command, args []string) {
-			dataDir := os.Getenv("CLUSTER_DATA_DIR")
-			if dataDir == "" {
-				dataDir = options.DefaultDataDir
-			}
-			if err := embedded.RunCtr(agent.Layout(dataDir).ContainerdSocket, args); err != nil {
-				fmt.Fprintf(os.Stderr, "ctr: %s\n", err)
-				os.Exit(1)
-			}
-		},
+		Run:                func(_ *cobra.Command, args []string) { runCtr(args) },
 	}
+}
+
+func newCrictlCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "crictl",
+		Short:              "Run crictl against the node's containerd (CLUSTER_DATA_DIR picks the node)",
+		DisableFlagParsing: true,
+		Run:                func(_ *cobra.Command, args []string) { execCrictl(args) },
+	}
+}
+
+// nodeDataDir is the data dir the node tools talk to.
+func nodeDataDir() string {
+	if d := os.Getenv("CLUSTER_DATA_DIR"); d != "" {
+		return d
+	}
+	return options.DefaultDataDir
+}
+
+func runCtr(args []string) {
+	if err := embedded.RunCtr(agent.Layout(nodeDataDir()).ContainerdSocket, args); err != nil {
+		fmt.Fprintf(os.Stderr, "ctr: %s\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func execCrictl(args []string) {
+	err := agent.ExecCrictl(nodeDataDir(), args) // returns only on failure
+	fmt.Fprintf(os.Stderr, "%s\n", err)
+	os.Exit(1)
 }
 
 // newContainerdCommand is how the node re-executes this binary as its

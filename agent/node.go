@@ -38,6 +38,9 @@ const (
 	kubeProxyHealthzPort = 10256
 )
 
+// localHealth polls the node daemons' plain-HTTP loopback health endpoints.
+var localHealth = &http.Client{Timeout: 2 * time.Second}
+
 // Node is everything one node needs to start.
 type Node struct {
 	DataDir        string
@@ -69,6 +72,7 @@ type Paths struct {
 	KubeProxyKubecfg string
 	FlannelKubecfg   string
 	FlannelDir       string
+	CrictlConfig     string
 }
 
 // Layout returns the node paths under dataDir.
@@ -86,6 +90,7 @@ func Layout(dataDir string) Paths {
 		KubeProxyKubecfg: filepath.Join(a, "cred", "kube-proxy.kubeconfig"),
 		FlannelKubecfg:   filepath.Join(a, "cred", "flannel.kubeconfig"),
 		FlannelDir:       filepath.Join(a, "flannel"),
+		CrictlConfig:     filepath.Join(a, "etc", "crictl.yaml"),
 	}
 }
 
@@ -103,6 +108,9 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		return err
 	}
 	if err := writeKubeconfigs(p, n); err != nil {
+		return err
+	}
+	if err := writeCrictlConfig(p); err != nil {
 		return err
 	}
 
@@ -169,7 +177,7 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	daemons := []component.Component{&component.Runner{
 		ComponentName: "kubelet",
 		Run:           func(ctx context.Context) error { return embedded.RunKubelet(ctx, kubeletArgs) },
-		ReadyFunc:     httpOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", kubeletHealthzPort)),
+		ReadyFunc:     component.HTTPReady(localHealth, fmt.Sprintf("http://127.0.0.1:%d/healthz", kubeletHealthzPort)),
 		StopTimeout:   5 * time.Second,
 	}}
 
@@ -221,7 +229,7 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	daemons = append(daemons, &component.Runner{
 		ComponentName: "kube-proxy",
 		Run:           func(ctx context.Context) error { return embedded.RunKubeProxy(ctx, proxyArgs) },
-		ReadyFunc:     httpOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", kubeProxyHealthzPort)),
+		ReadyFunc:     component.HTTPReady(localHealth, fmt.Sprintf("http://127.0.0.1:%d/healthz", kubeProxyHealthzPort)),
 		StopTimeout:   5 * time.Second,
 	})
 	return mgr.Start(ctx, daemons...)
@@ -268,6 +276,16 @@ func writeKubeconfigs(p Paths, n Node) error {
 		}
 	}
 	return nil
+}
+
+// writeCrictlConfig points `cluster crictl` at this node's containerd.
+func writeCrictlConfig(p Paths) error {
+	endpoint := "unix://" + p.ContainerdSocket
+	text := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 10\n", endpoint, endpoint)
+	if err := os.MkdirAll(filepath.Dir(p.CrictlConfig), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p.CrictlConfig, []byte(text), 0o644)
 }
 
 // importImages loads the pause image (made here from the bundled binary)
@@ -338,25 +356,4 @@ func proxyMode(args []string) string {
 		return v
 	}
 	return "iptables"
-}
-
-func httpOK(url string) func(context.Context) error {
-	c := &http.Client{Timeout: 2 * time.Second}
-	return func(ctx context.Context) error {
-		return component.Poll(ctx, 250*time.Millisecond, func(ctx context.Context) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-			if err != nil {
-				return err
-			}
-			resp, err := c.Do(req)
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %s", url, resp.Status)
-			}
-			return nil
-		})
-	}
 }

@@ -133,18 +133,18 @@ func Run(ctx context.Context, opts *options.Server) error {
 		&component.Runner{
 			ComponentName: "kube-apiserver",
 			Run:           func(ctx context.Context) error { return embedded.RunAPIServer(ctx, apiArgs) },
-			ReadyFunc:     httpReady(readyClient, cp.loopbackURL()+"/readyz"),
+			ReadyFunc:     component.HTTPReady(readyClient, cp.loopbackURL()+"/readyz"),
 			StopTimeout:   70 * time.Second, // its own graceful termination takes up to 60s
 		},
 		&component.Runner{
 			ComponentName: "kube-controller-manager",
 			Run:           func(ctx context.Context) error { return embedded.RunControllerManager(ctx, cmArgs) },
-			ReadyFunc:     httpReady(insecureHealthClient(), healthURL(argPort(cmArgs, controllerManagerPort))),
+			ReadyFunc:     component.HTTPReady(insecureHealthClient(), healthURL(argPort(cmArgs, controllerManagerPort))),
 		},
 		&component.Runner{
 			ComponentName: "kube-scheduler",
 			Run:           func(ctx context.Context) error { return embedded.RunScheduler(ctx, schedArgs) },
-			ReadyFunc:     httpReady(insecureHealthClient(), healthURL(argPort(schedArgs, schedulerPort))),
+			ReadyFunc:     component.HTTPReady(insecureHealthClient(), healthURL(argPort(schedArgs, schedulerPort))),
 		},
 	}
 	if err := mgr.Start(ctx, components...); err != nil {
@@ -340,26 +340,6 @@ func insecureHealthClient() *http.Client {
 	return &http.Client{
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // loopback health probe only
-	}
-}
-
-func httpReady(c *http.Client, url string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		return component.Poll(ctx, 200*time.Millisecond, func(ctx context.Context) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-			if err != nil {
-				return err
-			}
-			resp, err := c.Do(req)
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %s", url, resp.Status)
-			}
-			return nil
-		})
 	}
 }
 

@@ -1,5 +1,5 @@
 // Package bundle carries the node binaries (runc, the containerd runc shim,
-// the CNI plugins and pause) inside `cluster` and unpacks them once per
+// the CNI plugins, crictl and pause) inside `cluster` and unpacks them once per
 // content hash into <data-dir>/data/<hash>/bin, so the node never uses the
 // host's copies and an upgrade never mixes versions.
 package bundle
@@ -29,7 +29,7 @@ const archiveName = "assets/bin.tar.gz"
 var Required = []string{
 	"runc", "containerd-shim-runc-v2", "pause",
 	"bridge", "host-local", "loopback", "portmap", "bandwidth", "flannel",
-	"cluster-killall.sh",
+	"cluster-killall.sh", "crictl",
 }
 
 // Archive returns the embedded archive, or an error naming the fix when the

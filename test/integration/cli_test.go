@@ -2,6 +2,7 @@ package integration
 
 import (
 	"crypto/tls"
+	"github.com/cluster-io/cluster/test/harness"
 	"net"
 	"net/http"
 	"os"
@@ -18,7 +19,7 @@ import (
 func run(t *testing.T, env []string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(clusterBin, args...)
-	cmd.Env = append(cleanEnv(), env...)
+	cmd.Env = append(harness.CleanEnv(), env...)
 	done := make(chan struct{})
 	var out []byte
 	var err error
@@ -72,7 +73,7 @@ func TestBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"server", "--disable-agent", "--data-dir", fresh(), "--write-kubeconfig", filepath.Join(t.TempDir(), "kc"),
-				"--https-listen-port", strconv.Itoa(freePort(t))}, tt.args...)
+				"--https-listen-port", strconv.Itoa(harness.FreePort(t))}, tt.args...)
 			out, err := run(t, tt.env, args...)
 			if err == nil {
 				t.Fatalf("cluster %v succeeded; want an error", tt.args)
@@ -103,7 +104,7 @@ func TestWrongTokenKeepsStoredState(t *testing.T) {
 	before, _ := os.ReadFile(tokenPath)
 	out, err := run(t, nil, s.args("--token", "other-secret")...)
 	if err == nil || !strings.Contains(out, "differs from the token this cluster was created with") {
-		t.Fatalf("restart with another token: err=%v\n%s", err, tail(out))
+		t.Fatalf("restart with another token: err=%v\n%s", err, harness.Tail(out, 60))
 	}
 	if after, _ := os.ReadFile(tokenPath); string(after) != string(before) {
 		t.Error("stored token overwritten by a failed start")
@@ -165,7 +166,7 @@ func TestSecureDefaultsAndKubectl(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(link, "--kubeconfig", s.kubeconfig, "auth", "can-i", "create", "pods", "--all-namespaces")
-	cmd.Env = cleanEnv()
+	cmd.Env = harness.CleanEnv()
 	b, err := cmd.CombinedOutput()
 	if err != nil || strings.TrimSpace(string(b)) != "yes" {
 		t.Errorf("kubectl via symlink: %v\n%s", err, b)

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/cluster-io/cluster/test/harness"
 	"os"
 	"os/exec"
 	"os/user"
@@ -37,7 +38,7 @@ func startPostgres(t *testing.T) int {
 	}
 	os.Chmod(dir, 0o755)
 	os.Chown(dir, uid, gid)
-	port := freePort(t)
+	port := harness.FreePort(t)
 	asPostgres := func(name string, args ...string) error {
 		cmd := exec.Command(filepath.Join(bin, name), args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/cluster-io/cluster/test/harness"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,7 +98,7 @@ func TestRestartKeepsObjects(t *testing.T) {
 				for _, o := range order {
 					i := strings.Index(log, o)
 					if i < last {
-						t.Errorf("%q logged out of order (or missing)\n%s", o, tail(log))
+						t.Errorf("%q logged out of order (or missing)\n%s", o, harness.Tail(log, 60))
 					}
 					last = i
 				}

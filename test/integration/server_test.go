@@ -6,16 +6,14 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
+	"github.com/cluster-io/cluster/test/harness"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,24 +49,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// freePort returns a TCP port that is free right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 type server struct {
 	t          *testing.T
 	dataDir    string
 	kubeconfig string
 	port       int
 	cmd        *exec.Cmd
-	log        *syncBuffer
+	log        *harness.SyncBuffer
 	waitCh     chan error // yields the exit once
 	ended      bool
 }
@@ -83,7 +70,7 @@ func newServer(t *testing.T) *server {
 		t:          t,
 		dataDir:    filepath.Join(dir, "data"),
 		kubeconfig: filepath.Join(dir, "kubeconfig.yaml"),
-		port:       freePort(t),
+		port:       harness.FreePort(t),
 	}
 }
 
@@ -99,9 +86,9 @@ func (s *server) args(extra ...string) []string {
 // start launches the server and waits until the kubeconfig works and /readyz is ok.
 func (s *server) start(extra ...string) {
 	s.t.Helper()
-	s.log = &syncBuffer{}
+	s.log = &harness.SyncBuffer{}
 	s.cmd = exec.Command(clusterBin, s.args(extra...)...)
-	s.cmd.Env = cleanEnv()
+	s.cmd.Env = harness.CleanEnv()
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
@@ -121,9 +108,9 @@ func (s *server) start(extra ...string) {
 		select {
 		case err := <-s.waitCh:
 			s.ended = true
-			s.t.Fatalf("server exited during start: %v\n%s", err, tail(s.log.String()))
+			s.t.Fatalf("server exited during start: %v\n%s", err, harness.Tail(s.log.String(), 60))
 		case <-deadline:
-			s.t.Fatalf("server not ready after 3m\n%s", tail(s.log.String()))
+			s.t.Fatalf("server not ready after 3m\n%s", harness.Tail(s.log.String(), 60))
 		case <-time.After(250 * time.Millisecond):
 		}
 		// The kubeconfig of a previous run may exist already: wait for this run's word.
@@ -159,46 +146,10 @@ func (s *server) stop(sig syscall.Signal) time.Duration {
 	case err := <-s.waitCh:
 		s.ended = true
 		if sig == syscall.SIGTERM && err != nil {
-			s.t.Errorf("server exited with %v after SIGTERM\n%s", err, tail(s.log.String()))
+			s.t.Errorf("server exited with %v after SIGTERM\n%s", err, harness.Tail(s.log.String(), 60))
 		}
 	case <-time.After(90 * time.Second):
-		s.t.Fatalf("server did not exit within 90s of %v\n%s", sig, tail(s.log.String()))
+		s.t.Fatalf("server did not exit within 90s of %v\n%s", sig, harness.Tail(s.log.String(), 60))
 	}
 	return time.Since(begin)
-}
-
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CLUSTER_") && !strings.HasPrefix(kv, "KUBECONFIG=") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-func tail(s string) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > 60 {
-		lines = lines[len(lines)-60:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writer and the test's reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

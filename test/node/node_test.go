@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/cluster-io/cluster/test/harness"
 	"net"
 	"os"
 	"os/exec"
@@ -15,7 +16,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,7 +39,7 @@ type node struct {
 	kubeconfig string
 	port       int
 	cmd        *exec.Cmd
-	log        *syncBuffer
+	log        *harness.SyncBuffer
 	exited     chan error
 }
 
@@ -126,6 +126,29 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 		}
 	})
 
+	t.Run("ctr and crictl talk to the node's containerd", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			want []string
+		}{
+			{[]string{"ctr", "images", "ls", "-q"}, []string{"localhost/cluster/pause:3.10", testImage}},
+			{[]string{"crictl", "ps", "-o", "table"}, []string{"web"}},
+			{[]string{"crictl", "pods", "--name", pods[0], "-q"}, nil},
+		} {
+			cmd := exec.Command(n.bin, tc.args...)
+			cmd.Env = append(harness.CleanEnv(), "CLUSTER_DATA_DIR="+n.dataDir)
+			out, err := cmd.CombinedOutput()
+			if err != nil || len(strings.TrimSpace(string(out))) == 0 {
+				t.Errorf("cluster %s: %v\n%s", strings.Join(tc.args, " "), err, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("cluster %s: no %q in\n%s", strings.Join(tc.args, " "), w, out)
+				}
+			}
+		}
+	})
+
 	t.Run("a deleted pod is replaced", func(t *testing.T) {
 		if err := c.CoreV1().Pods("default").Delete(ctx, pods[0], metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
@@ -166,7 +189,7 @@ func newNode(t *testing.T) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{t: t, bin: bin, dir: dir, dataDir: filepath.Join(dir, "data"), kubeconfig: filepath.Join(dir, "kubeconfig.yaml"), port: freePort(t)}
+	n := &node{t: t, bin: bin, dir: dir, dataDir: filepath.Join(dir, "data"), kubeconfig: filepath.Join(dir, "kubeconfig.yaml"), port: harness.FreePort(t)}
 	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +199,7 @@ func newNode(t *testing.T) *node {
 
 func (n *node) start() {
 	n.t.Helper()
-	n.log = &syncBuffer{}
+	n.log = &harness.SyncBuffer{}
 	n.cmd = exec.Command(n.bin, "server",
 		"--data-dir", n.dataDir,
 		"--config", filepath.Join(n.dir, "config.yaml"),
@@ -184,10 +207,10 @@ func (n *node) start() {
 		"--write-kubeconfig", n.kubeconfig,
 		// Other test packages run servers at the same time: keep the
 		// control plane's loopback health ports apart from theirs.
-		"--kube-controller-manager-arg", "secure-port="+strconv.Itoa(freePort(n.t)),
-		"--kube-scheduler-arg", "secure-port="+strconv.Itoa(freePort(n.t)),
+		"--kube-controller-manager-arg", "secure-port="+strconv.Itoa(harness.FreePort(n.t)),
+		"--kube-scheduler-arg", "secure-port="+strconv.Itoa(harness.FreePort(n.t)),
 	)
-	n.cmd.Env = cleanEnv()
+	n.cmd.Env = harness.CleanEnv()
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
@@ -199,9 +222,9 @@ func (n *node) start() {
 		select {
 		case err := <-n.exited:
 			n.exited <- err
-			n.t.Fatalf("server exited during start: %v\n%s", err, tail(n.log.String()))
+			n.t.Fatalf("server exited during start: %v\n%s", err, harness.Tail(n.log.String(), 80))
 		case <-deadline:
-			n.t.Fatalf("node not started after 3m\n%s", tail(n.log.String()))
+			n.t.Fatalf("node not started after 3m\n%s", harness.Tail(n.log.String(), 80))
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -217,11 +240,11 @@ func (n *node) stop() {
 	case err := <-n.exited:
 		n.exited <- err
 		if err != nil {
-			n.t.Errorf("server exited with %v after SIGTERM\n%s", err, tail(n.log.String()))
+			n.t.Errorf("server exited with %v after SIGTERM\n%s", err, harness.Tail(n.log.String(), 80))
 		}
 	case <-time.After(90 * time.Second):
 		n.cmd.Process.Kill()
-		n.t.Errorf("server did not stop within 90s\n%s", tail(n.log.String()))
+		n.t.Errorf("server did not stop within 90s\n%s", harness.Tail(n.log.String(), 80))
 	}
 }
 
@@ -240,7 +263,7 @@ func (n *node) cleanup() {
 		n.t.Errorf("mounts left under %s after kill-all", n.dataDir)
 	}
 	if n.t.Failed() {
-		n.t.Logf("server log:\n%s", tail(n.log.String()))
+		n.t.Logf("server log:\n%s", harness.Tail(n.log.String(), 80))
 	}
 	os.RemoveAll(n.dir)
 }
@@ -261,7 +284,7 @@ func (n *node) client() *kubernetes.Clientset {
 
 func (n *node) kubectl(args ...string) (string, error) {
 	cmd := exec.Command(n.bin, append([]string{"kubectl", "--kubeconfig", n.kubeconfig, "--request-timeout", "20s"}, args...)...)
-	cmd.Env = cleanEnv()
+	cmd.Env = harness.CleanEnv()
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -413,49 +436,4 @@ func waitFor(t *testing.T, timeout time.Duration, what string, check func() erro
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CLUSTER_") && !strings.HasPrefix(kv, "KUBECONFIG=") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-func tail(s string) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > 80 {
-		lines = lines[len(lines)-80:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
