@@ -126,6 +126,26 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 		}
 	})
 
+	t.Run("kubectl port-forward", func(t *testing.T) {
+		port := strconv.Itoa(harness.FreePort(t))
+		cmd := exec.Command(n.bin, "kubectl", "--kubeconfig", n.kubeconfig, "port-forward", "pod/"+pods[0], port+":8080")
+		cmd.Env = harness.CleanEnv()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		waitFor(t, 30*time.Second, "an answer through port-forward", func() error {
+			out, err := exec.Command("curl", "-sf", "-m", "3", "http://127.0.0.1:"+port+"/").Output()
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(string(out)) != "hello from "+pods[0] {
+				return fmt.Errorf("got %q", out)
+			}
+			return nil
+		})
+	})
+
 	t.Run("ctr and crictl talk to the node's containerd", func(t *testing.T) {
 		for _, tc := range []struct {
 			args []string
@@ -144,6 +164,27 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(string(out), w) {
 					t.Errorf("cluster %s: no %q in\n%s", strings.Join(tc.args, " "), w, out)
+				}
+			}
+		}
+	})
+
+	t.Run("pause containers stay under 2 MB RSS", func(t *testing.T) {
+		out, err := exec.Command("pgrep", "-x", "pause").Output()
+		if err != nil {
+			t.Fatalf("no pause process: %v", err)
+		}
+		for _, pid := range strings.Fields(string(out)) {
+			status, err := os.ReadFile("/proc/" + pid + "/status")
+			if err != nil {
+				continue // gone meanwhile
+			}
+			for _, line := range strings.Split(string(status), "\n") {
+				if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+					kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+					if kb == 0 || kb > 2048 {
+						t.Errorf("pause %s: RSS %d kB", pid, kb)
+					}
 				}
 			}
 		}
