@@ -188,7 +188,7 @@ for save in iptables-save ip6tables-save iptables-legacy-save; do
     "\$save" | grep -v -E 'KUBE-|CNI-|FLANNEL|flannel|cluster' | "\$restore" 2>/dev/null
 done
 if command -v nft >/dev/null 2>&1; then
-    for t in "ip kube-proxy" "ip6 kube-proxy" "inet kube-proxy"; do
+    for t in "ip kube-proxy" "ip6 kube-proxy" "ip flannel-ipv4" "ip6 flannel-ipv6"; do
         nft delete table \$t 2>/dev/null
     done
 fi

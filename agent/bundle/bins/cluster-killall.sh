@@ -41,7 +41,10 @@ for save in iptables-save ip6tables-save; do
     "$save" | grep -v -E 'KUBE-|CNI-|FLANNEL|flanneld' | "$restore" 2>/dev/null
 done
 if command -v nft >/dev/null 2>&1; then
-    for family in ip ip6; do nft delete table "$family" kube-proxy 2>/dev/null; done
+    for table in "ip kube-proxy" "ip6 kube-proxy" "ip flannel-ipv4" "ip6 flannel-ipv6"; do
+        # shellcheck disable=SC2086 # "family name" is two words on purpose
+        nft delete table $table 2>/dev/null
+    done
 fi
 rm -rf "$DATA_DIR/agent/cni" "$DATA_DIR/agent/flannel/subnet.env"
 echo "cluster-killall: done"
