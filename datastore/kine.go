@@ -1,5 +1,6 @@
 // Package datastore runs kine in-process: the etcd API the apiserver talks to,
-// backed by SQLite (default), Postgres or MySQL.
+// backed by SQLite (default), our bbolt driver (datastore/bolt), Postgres or
+// MySQL.
 package datastore
 
 import (
@@ -16,6 +17,8 @@ import (
 	"github.com/k3s-io/kine/pkg/endpoint"
 
 	"github.com/cluster-io/cluster/component"
+	// Registers the bolt:// driver with kine.
+	_ "github.com/cluster-io/cluster/datastore/bolt"
 	"github.com/cluster-io/cluster/logging"
 )
 

@@ -71,7 +71,7 @@ func (o *Server) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.TLSSANs, "tls-san", nil, "Additional hostname or IP as a Subject Alternative Name in the serving certificate (repeatable)")
 	fs.StringVarP(&o.Token, "token", "t", "", "Shared secret used to join agents to the cluster (default: generated and kept in <data-dir>/server/token)")
 	fs.StringVar(&o.TokenFile, "token-file", "", "File holding the token")
-	fs.StringVar(&o.DatastoreEndpoint, "datastore-endpoint", "", "kine datastore: empty for SQLite at <data-dir>/server/db/state.db, or sqlite://, postgres://, mysql:// DSN")
+	fs.StringVar(&o.DatastoreEndpoint, "datastore-endpoint", "", "kine datastore: empty for SQLite at <data-dir>/server/db/state.db, or sqlite://, bolt:///path/state.bolt, postgres://, mysql:// DSN")
 	fs.StringVarP(&o.WriteKubeconfig, "write-kubeconfig", "o", DefaultKubeconfig, "Write the admin kubeconfig to this file")
 	fs.StringVar(&o.WriteKubeconfigMode, "write-kubeconfig-mode", DefaultKubeconfigMode, "File mode of the admin kubeconfig, octal (e.g. 0644)")
 	fs.BoolVar(&o.DisableAgent, "disable-agent", false, "Do not run the node (containerd, kubelet, …) in this process")
@@ -212,10 +212,10 @@ func validateEndpoint(ep string) error {
 		return fmt.Errorf("--datastore-endpoint %q: want scheme://…, e.g. sqlite:///var/lib/cluster/server/db/state.db, postgres://user:pass@host:5432/db or mysql://user:pass@tcp(host:3306)/db", redact(ep))
 	}
 	switch scheme {
-	case "sqlite", "postgres", "postgresql", "mysql", "http", "https", "unix", "unixs":
+	case "sqlite", "bolt", "postgres", "postgresql", "mysql", "http", "https", "unix", "unixs":
 		return nil
 	}
-	return fmt.Errorf("--datastore-endpoint: unsupported scheme %q (use sqlite, postgres or mysql)", scheme)
+	return fmt.Errorf("--datastore-endpoint: unsupported scheme %q (use sqlite, bolt, postgres or mysql)", scheme)
 }
 
 // redact hides a password in a DSN so that errors never print it.
