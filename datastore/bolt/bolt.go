@@ -8,9 +8,10 @@
 //	cur   key                       → rev(8) (the key's latest revision)
 //	meta  "rev", "compact"          → rev(8)
 //
-// Every write is one transaction; concurrent writers share transactions
-// through bbolt's Batch (group commit), and a write returns only after its
-// transaction is synced, so an acknowledged write survives kill -9.
+// Writes go through one committer goroutine: it takes every write waiting
+// and commits them in one synced transaction (group commit without a timer,
+// so a lone writer pays one fsync and no delay), and acknowledges each only
+// after that sync, so an acknowledged write survives kill -9 and power loss.
 // Watchers are woken after each commit and read the log after their last
 // revision, so they see every event once and in order. A compactor removes
 // superseded revisions older than a recent window, so the file stays bounded
@@ -90,7 +91,21 @@ type Backend struct {
 	broadcaster broadcaster.Broadcaster
 	ctx         context.Context
 	closeOnce   sync.Once
+
+	writes  chan *writeOp
+	closing chan struct{}
+	stopped chan struct{} // closed when the committer has returned
 }
+
+// writeOp is one write waiting for the committer. fn must reset its own
+// results: after a failed group it runs again in a transaction of its own.
+type writeOp struct {
+	fn   func(tx *bolt.Tx) error
+	done chan error
+}
+
+// maxGroup bounds the writes one transaction carries.
+const maxGroup = 512
 
 var _ server.Backend = (*Backend)(nil)
 
@@ -109,9 +124,6 @@ func Open(path string, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	// Group commit: writers arriving within 2 ms share one synced transaction.
-	db.MaxBatchDelay = 2 * time.Millisecond
-	db.MaxBatchSize = 256
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketLog, bucketHist, bucketCur, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -133,14 +145,72 @@ func Open(path string, opts Options) (*Backend, error) {
 	if opts.CompactBatch <= 0 {
 		opts.CompactBatch = 1000
 	}
-	return &Backend{db: db, opts: opts, notifyCh: make(chan struct{})}, nil
+	b := &Backend{db: db, opts: opts, notifyCh: make(chan struct{}), writes: make(chan *writeOp, maxGroup),
+		closing: make(chan struct{}), stopped: make(chan struct{})}
+	go b.commitLoop()
+	return b, nil
 }
 
-// Close closes the file; pending batches are committed first.
+// Close commits what is queued, stops the committer and closes the file.
 func (b *Backend) Close() error {
 	var err error
-	b.closeOnce.Do(func() { err = b.db.Close() })
+	b.closeOnce.Do(func() {
+		close(b.closing)
+		<-b.stopped
+		err = b.db.Close()
+	})
 	return err
+}
+
+// errClosed answers writes that arrive after Close.
+var errClosed = errors.New("bolt: datastore closed")
+
+func (b *Backend) commitLoop() {
+	defer close(b.stopped)
+	for {
+		var first *writeOp
+		select {
+		case first = <-b.writes:
+		case <-b.closing:
+			for {
+				select {
+				case op := <-b.writes:
+					op.done <- errClosed
+				default:
+					return
+				}
+			}
+		}
+		group := []*writeOp{first}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case op := <-b.writes:
+				group = append(group, op)
+			default:
+				break drain
+			}
+		}
+		err := b.db.Update(func(tx *bolt.Tx) error {
+			for _, op := range group {
+				if err := op.fn(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && len(group) > 1 {
+			// One write failed the group: give each its own transaction.
+			for _, op := range group {
+				op.done <- b.db.Update(op.fn)
+			}
+		} else {
+			for _, op := range group {
+				op.done <- err
+			}
+		}
+		b.broadcast()
+	}
 }
 
 // Start implements server.Backend: the health key (revisions 1 and 2, as
@@ -322,13 +392,25 @@ func validKey(key string) error {
 	return nil
 }
 
-// write runs fn in a batched, synced transaction and wakes the watchers.
+// write runs fn in the next group-committed, synced transaction.
 func (b *Backend) write(fn func(tx *bolt.Tx) error) error {
-	err := b.db.Batch(fn)
-	if err == nil {
-		b.broadcast()
+	op := &writeOp{fn: fn, done: make(chan error, 1)}
+	select {
+	case b.writes <- op:
+	case <-b.closing:
+		return errClosed
 	}
-	return err
+	select {
+	case err := <-op.done:
+		return err
+	case <-b.stopped:
+		select { // answered just before the committer stopped?
+		case err := <-op.done:
+			return err
+		default:
+			return errClosed
+		}
+	}
 }
 
 // CurrentRevision implements server.Backend.
