@@ -31,6 +31,8 @@ var (
 	duration = flag.Duration("duration", 2*time.Second, "how long each cell runs")
 	updates  = flag.Int("updates", 100000, "updates for the file-size test")
 	keys     = flag.Int("keys", 1000, "distinct keys for the file-size test")
+	apiKube  = flag.String("api-kubeconfig", "", "instead: run the workload through the apiserver of this kubeconfig")
+	apiLabel = flag.String("api-label", "", "datastore name to print with -api-kubeconfig")
 	value    = []byte(strings.Repeat("v", 512)) // a small Kubernetes object
 )
 
@@ -222,9 +224,10 @@ func watchCell(b server.Backend, n int, tag string) result {
 	return summarize(lat, time.Since(begin))
 }
 
-// fileSize applies updates to a fixed key set with compaction on and
-// returns the bytes on disk afterwards.
-func fileSize(k backendKind) (int64, time.Duration) {
+// fileSize applies updates to a fixed key set with compaction on, in two
+// halves, and returns the bytes on disk after each: equal sizes mean the
+// file is bounded under churn.
+func fileSize(k backendKind) (half, full int64, took time.Duration) {
 	dir, _ := os.MkdirTemp("", "bench-size-"+k.name)
 	defer os.RemoveAll(dir)
 	b, done := open(k.endpoint(dir), 2*time.Second)
@@ -233,17 +236,42 @@ func fileSize(k backendKind) (int64, time.Duration) {
 	for i := range revs {
 		revs[i], _ = b.Create(ctx, fmt.Sprintf("/registry/size/%d", i), value, 0)
 	}
+	diskSize := func() int64 {
+		var size int64
+		for _, f := range k.files(dir) {
+			if st, err := os.Stat(f); err == nil {
+				size += st.Size()
+			}
+		}
+		return size
+	}
 	begin := time.Now()
 	const clients = 16
+	per := *updates / clients / 2
+	for round := 0; round < 2; round++ {
+		updateAll(b, clients, per, revs)
+		took += time.Since(begin)
+		time.Sleep(5 * time.Second) // two compaction rounds
+		if round == 0 {
+			half = diskSize()
+		}
+		begin = time.Now()
+	}
+	done()
+	return half, diskSize(), took
+}
+
+// updateAll makes per updates from each of clients writers; client c owns
+// the keys ≡ c (mod clients), so there are no conflicts.
+func updateAll(b server.Backend, clients, per int, revs []int64) {
+	ctx := context.Background()
 	var wg sync.WaitGroup
-	per := *updates / clients
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
 			for i := 0; i < per; i++ {
-				// Client c owns the keys ≡ c (mod clients): no conflicts.
-				k := c + clients*(i%(*keys/clients))
+				k := c + clients*(i%(len(revs)/clients))
 				rev, _, _, err := b.Update(ctx, fmt.Sprintf("/registry/size/%d", k), value, revs[k], 0)
 				if err == nil {
 					revs[k] = rev
@@ -252,21 +280,21 @@ func fileSize(k backendKind) (int64, time.Duration) {
 		}(c)
 	}
 	wg.Wait()
-	took := time.Since(begin)
-	time.Sleep(5 * time.Second) // two compaction rounds
-	done()
-	var size int64
-	for _, f := range k.files(dir) {
-		if st, err := os.Stat(f); err == nil {
-			size += st.Size()
-		}
-	}
-	return size, took
 }
 
 func main() {
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
+	if *apiKube != "" {
+		res := apiCells(*apiKube, []int{1, 8, 32})
+		for _, op := range []string{"create", "update", "get", "list"} {
+			for _, n := range []int{1, 8, 32} {
+				r := res[op][n]
+				fmt.Printf("api %-7s %3d  %-11s %10.0f %9s %9s\n", op, n, *apiLabel, r.rate(), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond))
+			}
+		}
+		return
+	}
 	results := map[string]map[int]map[string]result{}
 	concurrency := []int{1, 8, 32}
 	for _, k := range kinds {
@@ -294,12 +322,12 @@ func main() {
 			}
 		}
 	}
-	fmt.Printf("\nfile size after %d updates to %d keys (compaction every 2 s, 1000 revisions kept):\n", *updates, *keys)
+	fmt.Printf("\nfile size after %d and %d updates to %d keys (compaction every 2 s, 1000 revisions kept):\n", *updates/2, *updates, *keys)
 	sizes := map[string]int64{}
 	for _, k := range kinds {
-		size, took := fileSize(k)
+		half, size, took := fileSize(k)
 		sizes[k.name] = size
-		fmt.Printf("  %-11s %7.1f MB  (updates took %s, %.0f/s with 16 clients)\n", k.name, float64(size)/(1<<20), took.Round(time.Millisecond), float64(*updates)/took.Seconds())
+		fmt.Printf("  %-11s %7.1f MB → %7.1f MB  (updates at %.0f/s with 16 clients)\n", k.name, float64(half)/(1<<20), float64(size)/(1<<20), float64(*updates)/took.Seconds())
 	}
 	if sizes["sqlite"] > 0 {
 		fmt.Printf("  bolt/sqlite size ×%.2f\n", float64(sizes["bolt"])/float64(sizes["sqlite"]))
