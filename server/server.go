@@ -57,6 +57,11 @@ func Run(ctx context.Context, opts *options.Server) error {
 		return err
 	}
 
+	if !opts.DisableAgent {
+		if err := agent.Preflight(opts.KubeProxyArgs); err != nil {
+			return err
+		}
+	}
 	lock, err := datadir.Claim(opts.DataDir)
 	if err != nil {
 		return err

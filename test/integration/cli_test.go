@@ -181,3 +181,25 @@ func TestSecureDefaultsAndKubectl(t *testing.T) {
 		t.Errorf("version: %v %s", err, out)
 	}
 }
+
+// A node needs root; as another user `cluster server` says so in one line
+// and touches nothing (the control plane alone runs with --disable-agent).
+func TestNodeNeedsRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test switches to an unprivileged user and needs root to do so (CI runs as root)")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		clusterBin, "server", "--data-dir", filepath.Join(dir, "data"), "--config", "/dev/null", "--write-kubeconfig", filepath.Join(dir, "kc.yaml"))
+	cmd.Env = harness.CleanEnv()
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "needs root") || !strings.Contains(string(out), "--disable-agent") {
+		t.Fatalf("unprivileged server: err=%v\n%s", err, out)
+	}
+	if lines := strings.Count(strings.TrimSpace(string(out)), "\n"); lines > 1 {
+		t.Errorf("want one error line (plus the start line), got:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+		t.Error("the data dir was created by a start that was refused")
+	}
+}
