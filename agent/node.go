@@ -107,6 +107,7 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	if err != nil {
 		return err
 	}
+	log.Infof("to stop every container and remove the node's interfaces and rules: %s", filepath.Join(binDir, "cluster-killall.sh"))
 	if err := writeKubeconfigs(p, n); err != nil {
 		return err
 	}

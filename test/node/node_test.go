@@ -55,6 +55,11 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 	c := n.client()
 	waitFor(t, 3*time.Minute, "node Ready", func() error { return nodeReady(c) })
 	t.Logf("node Ready %.1fs after start", time.Since(begin).Seconds())
+	for _, want := range []string{"images: [1/2] importing busybox.tar", "imported " + testImage, "pause image localhost/cluster/pause:3.10 ready"} {
+		if !strings.Contains(n.log.String(), want) && !(strings.Contains(want, "busybox") && !strings.Contains(n.log.String(), "busybox.tar")) {
+			t.Errorf("start log lacks %q (image import progress)", want)
+		}
+	}
 
 	ctx := context.Background()
 	labels := map[string]string{"app": "web"}
@@ -210,6 +215,9 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 		c = n.client()
 		waitFor(t, 3*time.Minute, "node Ready after restart", func() error { return nodeReady(c) })
 		waitFor(t, 2*time.Minute, "3 web replicas available after restart", func() error { return deploymentAvailable(c, "web", 3) })
+		if !strings.Contains(n.log.String(), "already imported") {
+			t.Error("a restart imported the unchanged image archives again")
+		}
 		after := containerIDs(t, c)
 		if fmt.Sprint(before) != fmt.Sprint(after) {
 			t.Errorf("containers changed across a restart:\nbefore %v\nafter  %v", before, after)
