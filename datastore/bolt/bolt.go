@@ -465,56 +465,52 @@ func (b *Backend) Create(ctx context.Context, key string, value []byte, lease in
 // Update implements server.Backend: it succeeds only if the key's latest
 // revision is revision.
 func (b *Backend) Update(ctx context.Context, key string, value []byte, revision, lease int64) (int64, *server.KeyValue, bool, error) {
-	var rev int64
-	var kv *server.KeyValue
-	var ok bool
-	err := b.write(func(tx *bolt.Tx) error {
-		kv, ok = nil, false
-		prevRev, prev, err := current(tx, key)
-		if err != nil {
-			return err
-		}
-		if prev == nil || prev.deleted {
-			rev = metaInt(tx, keyRev)
-			return nil
-		}
-		if prevRev != revision {
-			rev, kv = metaInt(tx, keyRev), prev.keyValue(prevRev, false)
-			return nil
-		}
-		r := &record{key: key, value: value, createRevision: prev.createRevision, prevRevision: prevRev, version: prev.version + 1, lease: lease}
-		rev, err = appendRecord(tx, r)
-		kv, ok = r.keyValue(rev, false), true
-		return err
+	rev, prevKV, written, err := b.replace(key, revision, false, func(prevRev int64, prev *record) *record {
+		return &record{key: key, value: value, createRevision: prev.createRevision, prevRevision: prevRev, version: prev.version + 1, lease: lease}
 	})
-	return rev, kv, ok, err
+	if written == nil || err != nil {
+		return rev, prevKV, false, err
+	}
+	return rev, written.keyValue(rev, false), true, nil
 }
 
 // Delete implements server.Backend; revision 0 deletes unconditionally.
 func (b *Backend) Delete(ctx context.Context, key string, revision int64) (int64, *server.KeyValue, bool, error) {
+	rev, prevKV, written, err := b.replace(key, revision, revision == 0, func(prevRev int64, prev *record) *record {
+		return &record{key: key, value: prev.value, createRevision: prev.createRevision, prevRevision: prevRev, version: prev.version, lease: prev.lease, deleted: true}
+	})
+	return rev, prevKV, written != nil && err == nil, err
+}
+
+// replace appends next(latest) as key's new revision if the key exists and
+// its latest revision is revision (or anyRevision). It returns the revision, the previous value (nil if the key does not
+// exist) and the record written (nil if the guard refused).
+func (b *Backend) replace(key string, revision int64, anyRevision bool, next func(prevRev int64, prev *record) *record) (int64, *server.KeyValue, *record, error) {
 	var rev int64
-	var kv *server.KeyValue
-	var ok bool
+	var prevKV *server.KeyValue
+	var written *record
 	err := b.write(func(tx *bolt.Tx) error {
-		kv, ok = nil, false
+		prevKV, written = nil, nil
 		prevRev, prev, err := current(tx, key)
 		if err != nil {
 			return err
 		}
+		rev = metaInt(tx, keyRev)
 		if prev == nil || prev.deleted {
-			rev = metaInt(tx, keyRev)
 			return nil
 		}
-		kv = prev.keyValue(prevRev, false)
-		if revision != 0 && prevRev != revision {
-			rev = metaInt(tx, keyRev)
+		prevKV = prev.keyValue(prevRev, false)
+		if !anyRevision && prevRev != revision {
 			return nil
 		}
-		rev, err = appendRecord(tx, &record{key: key, value: prev.value, createRevision: prev.createRevision, prevRevision: prevRev, version: prev.version, lease: prev.lease, deleted: true})
-		ok = true
-		return err
+		r := next(prevRev, prev)
+		if rev, err = appendRecord(tx, r); err != nil {
+			return err
+		}
+		written = r
+		return nil
 	})
-	return rev, kv, ok, err
+	return rev, prevKV, written, err
 }
 
 // Get implements server.Backend.
