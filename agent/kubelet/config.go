@@ -137,9 +137,9 @@ func (c *Config) Render() ([]byte, error) {
 			"nodefs.inodesFree": "5%",
 			"imagefs.available": "5%",
 		},
-		// Do not lower the process-wide file limit (the kubelet sets it for
-		// the whole `cluster` process).
-		MaxOpenFiles: int64(c.Host.NoFileHardLimit),
+		// The kubelet sets this limit for the whole `cluster` process: never
+		// above the hard limit (without CAP_SYS_RESOURCE it cannot raise it).
+		MaxOpenFiles: maxOpenFiles(c.Host.NoFileHardLimit),
 	}
 	if c.Host.CgroupV1 {
 		kc.FailCgroupV1 = ptr.To(false)
@@ -157,6 +157,15 @@ func (c *Config) Render() ([]byte, error) {
 		kc.RegisterWithTaints = append(kc.RegisterWithTaints, taint)
 	}
 	return yaml.Marshal(kc)
+}
+
+// maxOpenFiles is the kubelet's default (1,000,000) capped by the hard limit.
+func maxOpenFiles(hard uint64) int64 {
+	const kubeletDefault = 1000000
+	if hard == 0 || hard > kubeletDefault {
+		return kubeletDefault
+	}
+	return int64(hard)
 }
 
 // Write writes the configuration file and creates the kubelet's dirs.

@@ -69,3 +69,11 @@ func TestArgsTakeUserOverrides(t *testing.T) {
 
 func ptrBool(b bool) *bool  { return &b }
 func ptrInt(i int32) *int32 { return &i }
+
+func TestMaxOpenFiles(t *testing.T) {
+	for hard, want := range map[uint64]int64{20000: 20000, 0: 1000000, 1 << 63: 1000000, 1048576: 1000000} {
+		if got := maxOpenFiles(hard); got != want {
+			t.Errorf("maxOpenFiles(%d) = %d, want %d", hard, got, want)
+		}
+	}
+}
