@@ -69,6 +69,9 @@ func TestBadInput(t *testing.T) {
 		{"missing config", []string{"--config", "/nonexistent/config.yaml"}, nil, "read config file"},
 		{"unknown flag", []string{"--no-such-flag"}, nil, "unknown flag: --no-such-flag"},
 		{"missing token file", []string{"--token-file", "/nonexistent/token"}, nil, "--token-file"},
+		{"node label", []string{"--node-label", "role"}, nil, `--node-label "role": want key=value`},
+		{"node taint", []string{"--node-taint", "k=v:Maybe"}, nil, "--node-taint"},
+		{"flannel backend", []string{"--flannel-backend", "wireguard"}, nil, `--flannel-backend "wireguard"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,6 +182,20 @@ func TestSecureDefaultsAndKubectl(t *testing.T) {
 	out, err = run(t, nil, "version")
 	if err != nil || !strings.Contains(out, "Kubernetes v1.37") {
 		t.Errorf("version: %v %s", err, out)
+	}
+}
+
+// A node needs iptables: without it on PATH the server refuses before
+// writing anything.
+func TestNodeNeedsIptables(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	out, err := run(t, []string{"PATH=/nonexistent"}, "server", "--data-dir", data, "--config", "/dev/null",
+		"--write-kubeconfig", filepath.Join(t.TempDir(), "kc"), "--https-listen-port", strconv.Itoa(harness.FreePort(t)))
+	if err == nil || !strings.Contains(out, "needs iptables") {
+		t.Fatalf("server without iptables: err=%v\n%s", err, out)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Error("the data dir was created by a start that was refused")
 	}
 }
 
