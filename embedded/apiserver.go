@@ -8,7 +8,6 @@ import (
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/rest"
 	basecompatibility "k8s.io/component-base/compatibility"
-	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
@@ -27,8 +26,8 @@ func RunAPIServer(ctx context.Context, args []string) error {
 	// The apiserver's loopback clients should not log self-issued warnings.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
 	featureGate := s.GenericServerRunOptions.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
-	if err := logsapi.ValidateAndApply(s.Logs, featureGate); err != nil {
-		return fmt.Errorf("kube-apiserver logging: %w", err)
+	if err := applyLogging("kube-apiserver", s.Logs, featureGate); err != nil {
+		return err
 	}
 	completed, err := s.Complete(ctx)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/rest"
-	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	"k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
@@ -33,8 +32,8 @@ func RunControllerManager(ctx context.Context, args []string) error {
 	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
 		return fmt.Errorf("kube-controller-manager: %w", err)
 	}
-	if err := logsapi.ValidateAndApply(s.Logs, utilfeature.DefaultFeatureGate); err != nil {
-		return fmt.Errorf("kube-controller-manager logging: %w", err)
+	if err := applyLogging("kube-controller-manager", s.Logs, utilfeature.DefaultFeatureGate); err != nil {
+		return err
 	}
 	c, err := s.Config(ctx, known, disabled, aliases)
 	if err != nil {

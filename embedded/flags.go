@@ -15,7 +15,9 @@ import (
 
 	"github.com/spf13/pflag"
 	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/component-base/featuregate"
 	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/klog/v2"
 )
 
 func init() {
@@ -37,4 +39,28 @@ func parseFlags(daemon string, sets cliflag.NamedFlagSets, args []string) (*pfla
 		return nil, fmt.Errorf("%s flags: unexpected argument %q", daemon, fs.Arg(0))
 	}
 	return fs, nil
+}
+
+// applyLogging validates and applies a daemon's logging configuration.
+// Logging (klog) is one per process: the first daemon to start (the
+// apiserver) sets it, e.g. with --kube-apiserver-arg=v=2. A later daemon
+// whose logging flags differ keeps running with that setting and says so,
+// instead of failing its start.
+func applyLogging(daemon string, c *logsapi.LoggingConfiguration, fg featuregate.FeatureGate) error {
+	if errs := logsapi.Validate(c, fg, nil); len(errs) > 0 {
+		return fmt.Errorf("%s logging: %w", daemon, errs.ToAggregate())
+	}
+	if err := logsapi.ValidateAndApply(c, fg); err != nil {
+		klog.Warningf("%s: its logging flags are ignored: logging is shared by every daemon in this process and was set by the first one (%v)", daemon, firstLine(err.Error()))
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	for i, r := range s {
+		if r == '\n' {
+			return s[:i]
+		}
+	}
+	return s
 }

@@ -9,10 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/pflag"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	cliflag "k8s.io/component-base/cli/flag"
-	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 	kubeletoptions "k8s.io/kubernetes/cmd/kubelet/app/options"
@@ -72,8 +70,8 @@ func RunKubelet(ctx context.Context, args []string) error {
 			return fmt.Errorf("kubelet: %w", err)
 		}
 	}
-	if err := logsapi.ValidateAndApplyAsField(&kc.Logging, fg, field.NewPath("logging")); err != nil {
-		return fmt.Errorf("kubelet: %w", err)
+	if err := applyLogging("kubelet", &kc.Logging, fg); err != nil {
+		return err
 	}
 	if err := kubeletvalidation.ValidateKubeletConfiguration(kc, fg); err != nil {
 		return fmt.Errorf("kubelet configuration: %w", err)

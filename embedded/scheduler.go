@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	basecompatibility "k8s.io/component-base/compatibility"
-	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
@@ -24,8 +23,8 @@ func RunScheduler(ctx context.Context, args []string) error {
 		return fmt.Errorf("kube-scheduler: %w", err)
 	}
 	fg := opts.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
-	if err := logsapi.ValidateAndApply(opts.Logs, fg); err != nil {
-		return fmt.Errorf("kube-scheduler logging: %w", err)
+	if err := applyLogging("kube-scheduler", opts.Logs, fg); err != nil {
+		return err
 	}
 	cc, sched, err := scheduler.Setup(ctx, opts)
 	if err != nil {

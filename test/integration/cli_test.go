@@ -220,3 +220,15 @@ func TestNodeNeedsRoot(t *testing.T) {
 		t.Error("the data dir was created by a start that was refused")
 	}
 }
+
+// Logging is one per process: --kube-apiserver-arg=v=2 raises it for every
+// daemon, and the others start anyway (they used to refuse a logging
+// configuration different from the first one applied).
+func TestVerbosityFlag(t *testing.T) {
+	s := newServer(t)
+	s.start("--kube-apiserver-arg", "v=2", "--kube-scheduler-arg", "v=1")
+	if !strings.Contains(s.log.String(), "kube-controller-manager: its logging flags are ignored") {
+		t.Errorf("no warning that the controller-manager's logging flags were ignored\n%s", harness.Tail(s.log.String(), 40))
+	}
+	s.stop(syscall.SIGTERM)
+}
