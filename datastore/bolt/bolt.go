@@ -121,6 +121,9 @@ func Open(path string, opts Options) (*Backend, error) {
 		Timeout:      5 * time.Second, // another process holds the file
 		FreelistType: bolt.FreelistMapType,
 	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("bolt: %s is in use by another process (is another cluster server using this datastore?)", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +82,19 @@ func TestAutomaticCompaction(t *testing.T) {
 func TestOpenRefusesEmptyPath(t *testing.T) {
 	if _, err := Open("", Options{}); err == nil {
 		t.Error("empty path accepted")
+	}
+}
+
+func TestOpenRefusesAFileInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.bolt")
+	b, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// A second open (another server on the same file) waits for the lock,
+	// then says who holds it.
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("second open: %v", err)
 	}
 }
