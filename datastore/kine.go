@@ -88,7 +88,7 @@ func (k *Kine) Start(context.Context) error {
 	etcd, err := endpoint.Listen(ctx, cfg)
 	if err != nil {
 		cancel()
-		return fmt.Errorf("start kine: %w", err)
+		return err // the supervisor says "start kine: …"
 	}
 	k.etcd = etcd
 	logging.For("kine").Infof("datastore %s serving etcd API at %s", k.describe(), strings.Join(etcd.Endpoints, ","))

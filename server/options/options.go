@@ -212,7 +212,12 @@ func validateEndpoint(ep string) error {
 		return fmt.Errorf("--datastore-endpoint %q: want scheme://…, e.g. sqlite:///var/lib/cluster/server/db/state.db, postgres://user:pass@host:5432/db or mysql://user:pass@tcp(host:3306)/db", redact(ep))
 	}
 	switch scheme {
-	case "sqlite", "bolt", "postgres", "postgresql", "mysql", "http", "https", "unix", "unixs":
+	case "bolt":
+		if _, path, _ := strings.Cut(ep, "://"); path == "" {
+			return fmt.Errorf("--datastore-endpoint %q: bolt needs a file, e.g. bolt:///var/lib/cluster/server/db/state.bolt", ep)
+		}
+		return nil
+	case "sqlite", "postgres", "postgresql", "mysql", "http", "https", "unix", "unixs":
 		return nil
 	}
 	return fmt.Errorf("--datastore-endpoint: unsupported scheme %q (use sqlite, bolt, postgres or mysql)", scheme)

@@ -62,6 +62,7 @@ func TestValidateBadInput(t *testing.T) {
 		{"taint effect", func(o *Server) { o.NodeTaints = []string{"k=v:Sometimes"} }, "Effect one of NoSchedule"},
 		{"flannel backend", func(o *Server) { o.FlannelBackend = "wireguard" }, `--flannel-backend "wireguard": want one of vxlan, host-gw, none`},
 		{"kubelet arg", func(o *Server) { o.KubeletArgs = []string{"=x"} }, "--kubelet-arg"},
+		{"bolt without a file", func(o *Server) { o.DatastoreEndpoint = "bolt://" }, "bolt needs a file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
