@@ -255,4 +255,12 @@ func TestShellcheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("shellcheck install.sh: %v\n%s", err, out)
 	}
+	// The other shell scripts we ship or run: the node's kill-all (POSIX sh),
+	// the build, test and benchmark scripts and CI's entry point (bash).
+	scripts, _ := filepath.Glob("../../scripts/*")
+	scripts = append(scripts, "../../.ci/run", "../../agent/bundle/bins/cluster-killall.sh")
+	out, err = exec.Command("shellcheck", scripts...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("shellcheck %v: %v\n%s", scripts, err, out)
+	}
 }
