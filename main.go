@@ -54,41 +54,26 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(
 		server.NewCommand(),
 		agent.NewCommand(),
-		newKubectlCommand(),
-		newCtrCommand(),
-		newCrictlCommand(),
-		newContainerdCommand(),
+		passThrough("kubectl", "Run kubectl (defaults to the admin kubeconfig)", false,
+			func(args []string) { os.Exit(embedded.RunKubectl(args, options.DefaultKubeconfig)) }),
+		passThrough("ctr", "Run ctr against the node's containerd (namespace k8s.io; CLUSTER_DATA_DIR picks the node)", false, runCtr),
+		passThrough("crictl", "Run crictl against the node's containerd (CLUSTER_DATA_DIR picks the node)", false, execCrictl),
+		// How the node re-executes this binary as its containerd child.
+		passThrough("containerd", "Run containerd (started by the node; internal)", true, runContainerd),
 		newVersionCommand(),
 	)
 	return root
 }
 
-func newKubectlCommand() *cobra.Command {
+// passThrough is a subcommand that hands its arguments, flags included, to
+// an upstream tool.
+func passThrough(use, short string, hidden bool, run func(args []string)) *cobra.Command {
 	return &cobra.Command{
-		Use:                "kubectl",
-		Short:              "Run kubectl (defaults to the admin kubeconfig)",
+		Use:                use,
+		Short:              short,
+		Hidden:             hidden,
 		DisableFlagParsing: true,
-		Run: func(_ *cobra.Command, args []string) {
-			os.Exit(embedded.RunKubectl(args, options.DefaultKubeconfig))
-		},
-	}
-}
-
-func newCtrCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:                "ctr",
-		Short:              "Run ctr against the node's containerd (namespace k8s.io; CLUSTER_DATA_DIR picks the node)",
-		DisableFlagParsing: true,
-		Run:                func(_ *cobra.Command, args []string) { runCtr(args) },
-	}
-}
-
-func newCrictlCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:                "crictl",
-		Short:              "Run crictl against the node's containerd (CLUSTER_DATA_DIR picks the node)",
-		DisableFlagParsing: true,
-		Run:                func(_ *cobra.Command, args []string) { execCrictl(args) },
+		Run:                func(_ *cobra.Command, args []string) { run(args) },
 	}
 }
 
@@ -114,20 +99,10 @@ func execCrictl(args []string) {
 	os.Exit(1)
 }
 
-// newContainerdCommand is how the node re-executes this binary as its
-// containerd child process; not for users.
-func newContainerdCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:                "containerd",
-		Short:              "Run containerd (started by the node; internal)",
-		Hidden:             true,
-		DisableFlagParsing: true,
-		Run: func(_ *cobra.Command, args []string) {
-			if err := embedded.RunContainerd(args); err != nil {
-				fmt.Fprintf(os.Stderr, "containerd: %s\n", err)
-				os.Exit(1)
-			}
-		},
+func runContainerd(args []string) {
+	if err := embedded.RunContainerd(args); err != nil {
+		fmt.Fprintf(os.Stderr, "containerd: %s\n", err)
+		os.Exit(1)
 	}
 }
 

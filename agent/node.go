@@ -307,7 +307,11 @@ func importImages(ctx context.Context, p Paths, binDir string) error {
 	if err != nil {
 		return fmt.Errorf("pause image: %w", err)
 	}
-	im := containerd.Importer{Address: p.ContainerdSocket}
+	im, err := containerd.NewImporter(p.ContainerdSocket)
+	if err != nil {
+		return err
+	}
+	defer im.Close()
 	if _, err := im.ImportBytes(ctx, archive.Bytes()); err != nil {
 		return fmt.Errorf("pause image: import: %w", err)
 	}
@@ -334,10 +338,9 @@ func resolvConf(p Paths) string {
 	if err != nil || !strings.Contains(string(b), "nameserver 127.") {
 		return host
 	}
-	for _, alt := range []string{"/run/systemd/resolve/resolv.conf"} {
-		if b, err := os.ReadFile(alt); err == nil && !strings.Contains(string(b), "nameserver 127.") {
-			return alt
-		}
+	const upstream = "/run/systemd/resolve/resolv.conf" // systemd-resolved's real servers
+	if b, err := os.ReadFile(upstream); err == nil && !strings.Contains(string(b), "nameserver 127.") {
+		return upstream
 	}
 	path := filepath.Join(p.Agent, "etc", "resolv.conf")
 	_ = os.WriteFile(path, []byte("nameserver 8.8.8.8\n"), 0o644)

@@ -15,8 +15,9 @@ func ExecCrictl(dataDir string, args []string) error {
 	if _, err := os.Stat(bin); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("crictl: %s does not exist: start the node once (cluster server) to unpack its binaries, or set CLUSTER_DATA_DIR", bin)
 	}
-	endpoint := "unix://" + Layout(dataDir).ContainerdSocket
+	p := Layout(dataDir)
+	endpoint := "unix://" + p.ContainerdSocket
 	argv := append([]string{"crictl", "--runtime-endpoint", endpoint, "--image-endpoint", endpoint}, args...)
-	env := append(os.Environ(), "CRI_CONFIG_FILE="+Layout(dataDir).CrictlConfig)
+	env := append(os.Environ(), "CRI_CONFIG_FILE="+p.CrictlConfig)
 	return syscall.Exec(bin, argv, env)
 }

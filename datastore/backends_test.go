@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/k3s-io/kine/pkg/drivers"
 	"github.com/k3s-io/kine/pkg/drivers/sqlite"
 	"github.com/k3s-io/kine/pkg/server"
 
@@ -30,29 +29,10 @@ var backends = map[string]func(dir string) string{
 	"bolt": func(dir string) string { return "bolt://" + filepath.Join(dir, "state.bolt") },
 }
 
-// openBackend opens a backend the way kine's endpoint does, with manual
-// compaction (automatic compaction off, nothing retained) so tests decide.
+// openBackend opens a backend with manual compaction (automatic compaction
+// off, nothing retained) so tests decide.
 func openBackend(endpoint string) (server.Backend, func(), error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	_, b, err := drivers.New(ctx, &wg, &drivers.Config{
-		Endpoint:         endpoint,
-		CompactInterval:  -1,
-		CompactMinRetain: 0,
-		CompactBatchSize: 1000,
-		PollBatchSize:    500,
-		PollInterval:     100 * time.Millisecond,
-		CompactTimeout:   5 * time.Second,
-	})
-	if err == nil {
-		err = b.Start(ctx)
-	}
-	if err != nil {
-		cancel()
-		wg.Wait()
-		return nil, nil, err
-	}
-	return b, func() { cancel(); wg.Wait() }, nil
+	return backendtest.Open(endpoint, -1, 0, 100*time.Millisecond)
 }
 
 func TestBackends(t *testing.T) {

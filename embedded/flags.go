@@ -12,6 +12,7 @@ package embedded
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/pflag"
 	cliflag "k8s.io/component-base/cli/flag"
@@ -51,16 +52,7 @@ func applyLogging(daemon string, c *logsapi.LoggingConfiguration, fg featuregate
 		return fmt.Errorf("%s logging: %w", daemon, errs.ToAggregate())
 	}
 	if err := logsapi.ValidateAndApply(c, fg); err != nil {
-		klog.Warningf("%s: its logging flags are ignored: logging is shared by every daemon in this process and was set by the first one (%v)", daemon, firstLine(err.Error()))
+		klog.Warningf("%s: its logging flags are ignored: logging is shared by every daemon in this process and was set by the first one (%s)", daemon, strings.SplitN(err.Error(), "\n", 2)[0])
 	}
 	return nil
-}
-
-func firstLine(s string) string {
-	for i, r := range s {
-		if r == '\n' {
-			return s[:i]
-		}
-	}
-	return s
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -205,7 +206,7 @@ func startNode(ctx context.Context, mgr *component.Manager, opts *options.Server
 	if err != nil {
 		return fmt.Errorf("node certificates: %w", err)
 	}
-	labels := opts.NodeLabels
+	labels := slices.Clone(opts.NodeLabels)
 	if external != nil {
 		// What k3s does too: the kubelet has no flag for it.
 		labels = append(labels, "node.cluster.io/external-ip="+external.String())

@@ -28,19 +28,28 @@ var importLabels = map[string]string{
 	"io.cri-containerd.pinned": "pinned",
 }
 
-// Importer loads image archives (OCI layout or docker-archive tars).
+// Importer loads image archives (OCI layout or docker-archive tars) over
+// one connection to containerd.
 type Importer struct {
-	Address string
+	client *client.Client
 }
+
+// NewImporter connects to the containerd at address.
+func NewImporter(address string) (*Importer, error) {
+	c, err := client.New(address, client.WithDefaultNamespace(Namespace), client.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("images: connect to containerd: %w", err)
+	}
+	return &Importer{client: c}, nil
+}
+
+// Close closes the connection.
+func (im *Importer) Close() error { return im.client.Close() }
 
 // Import reads one archive and unpacks its images for the CRI snapshotter;
 // it returns the image names.
-func (im Importer) Import(ctx context.Context, r io.Reader) ([]string, error) {
-	c, err := client.New(im.Address, client.WithDefaultNamespace(Namespace), client.WithTimeout(10*time.Second))
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
+func (im *Importer) Import(ctx context.Context, r io.Reader) ([]string, error) {
+	c := im.client
 	// One lease over import and unpack, so garbage collection cannot take
 	// the blobs in between.
 	ctx, done, err := c.WithLease(ctx)
@@ -71,14 +80,9 @@ func (im Importer) Import(ctx context.Context, r io.Reader) ([]string, error) {
 }
 
 // Has reports whether every named image is present.
-func (im Importer) Has(ctx context.Context, names []string) bool {
-	c, err := client.New(im.Address, client.WithDefaultNamespace(Namespace), client.WithTimeout(10*time.Second))
-	if err != nil {
-		return false
-	}
-	defer c.Close()
+func (im *Importer) Has(ctx context.Context, names []string) bool {
 	for _, n := range names {
-		if _, err := c.ImageService().Get(ctx, n); err != nil {
+		if _, err := im.client.ImageService().Get(ctx, n); err != nil {
 			return false
 		}
 	}
@@ -110,7 +114,7 @@ type importRecord map[string]struct {
 // ImportDir imports every *.tar in dir (the air-gap drop folder), logging
 // progress. A broken archive is reported and skipped: it must not keep the
 // node from starting.
-func (im Importer) ImportDir(ctx context.Context, dir string) error {
+func (im *Importer) ImportDir(ctx context.Context, dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -169,6 +173,6 @@ func (im Importer) ImportDir(ctx context.Context, dir string) error {
 
 // ImportBytes imports an archive held in memory (the pause image; small
 // enough to import at every start, so a new build's pause always wins).
-func (im Importer) ImportBytes(ctx context.Context, archive []byte) ([]string, error) {
+func (im *Importer) ImportBytes(ctx context.Context, archive []byte) ([]string, error) {
 	return im.Import(ctx, bytes.NewReader(archive))
 }

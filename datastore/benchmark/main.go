@@ -20,11 +20,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/k3s-io/kine/pkg/drivers"
 	"github.com/k3s-io/kine/pkg/drivers/sqlite"
 	"github.com/k3s-io/kine/pkg/server"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cluster-io/cluster/datastore/backendtest"
 	_ "github.com/cluster-io/cluster/datastore/bolt"
 )
 
@@ -61,25 +61,12 @@ var kinds = []backendKind{
 }
 
 func open(endpoint string, compactEvery time.Duration) (server.Backend, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	_, b, err := drivers.New(ctx, &wg, &drivers.Config{
-		Endpoint:         endpoint,
-		CompactInterval:  compactEvery,
-		CompactMinRetain: 1000,
-		CompactBatchSize: 1000,
-		PollBatchSize:    500,
-		PollInterval:     time.Second,
-		CompactTimeout:   5 * time.Second,
-	})
-	if err == nil {
-		err = b.Start(ctx)
-	}
+	b, done, err := backendtest.Open(endpoint, compactEvery, 1000, time.Second)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, endpoint, err)
 		os.Exit(1)
 	}
-	return b, func() { cancel(); wg.Wait() }
+	return b, done
 }
 
 type result struct {
