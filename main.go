@@ -17,6 +17,7 @@ import (
 	"github.com/cluster-io/cluster/embedded"
 	"github.com/cluster-io/cluster/logging"
 	"github.com/cluster-io/cluster/server"
+	"github.com/cluster-io/cluster/server/bootstraptoken"
 	"github.com/cluster-io/cluster/server/options"
 	"github.com/cluster-io/cluster/version"
 )
@@ -54,6 +55,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(
 		server.NewCommand(),
 		agent.NewCommand(),
+		bootstraptoken.NewCommand(options.DefaultKubeconfig),
 		passThrough("kubectl", "Run kubectl (defaults to the admin kubeconfig)", false,
 			func(args []string) { os.Exit(embedded.RunKubectl(args, options.DefaultKubeconfig)) }),
 		passThrough("ctr", "Run ctr against the node's containerd (namespace k8s.io; CLUSTER_DATA_DIR picks the node)", false, runCtr),

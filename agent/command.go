@@ -1,20 +1,32 @@
-// Package agent implements `cluster agent`: a worker node that joins a server.
+// Package agent implements `cluster agent`, a worker node that joins a
+// server, and the node side that `cluster server` runs in its own process.
 package agent
 
 import (
-	"errors"
-
 	"github.com/spf13/cobra"
+
+	"github.com/cluster-io/cluster/agent/options"
+	"github.com/cluster-io/cluster/logging"
 )
 
-// NewCommand returns `cluster agent`. The node components arrive with the
-// node issue; until then the command says so instead of pretending.
+// NewCommand returns `cluster agent`.
 func NewCommand() *cobra.Command {
-	return &cobra.Command{
+	opts := &options.Agent{}
+	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Run a worker node that joins a server (not implemented yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("cluster agent is not implemented yet")
+		Short: "Run a worker node that joins a server (--server, --token)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := opts.Load(cmd, nil); err != nil {
+				return err
+			}
+			if err := opts.Validate(); err != nil {
+				return err
+			}
+			logging.Setup(opts.Debug)
+			return Run(cmd.Context(), opts)
 		},
 	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
 }

@@ -18,13 +18,13 @@ import (
 	"github.com/cluster-io/cluster/agent/containerd"
 	"github.com/cluster-io/cluster/agent/flannel"
 	"github.com/cluster-io/cluster/agent/images"
+	"github.com/cluster-io/cluster/agent/join"
 	"github.com/cluster-io/cluster/agent/kubelet"
 	"github.com/cluster-io/cluster/component"
 	"github.com/cluster-io/cluster/embedded"
 	"github.com/cluster-io/cluster/internal/argv"
+	"github.com/cluster-io/cluster/internal/kubeconfig"
 	"github.com/cluster-io/cluster/logging"
-	"github.com/cluster-io/cluster/server/kubeconfig"
-	"github.com/cluster-io/cluster/server/pki"
 )
 
 var log = logging.For("agent")
@@ -56,7 +56,7 @@ type Node struct {
 	KubeletArgs    []string
 	KubeProxyArgs  []string
 	APIServerURL   string
-	Creds          pki.NodeFiles
+	Creds          join.Files
 }
 
 // Paths is the node's layout under <data-dir>.
@@ -116,6 +116,10 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	}
 
 	host := kubelet.DetectHost()
+	cgroupRoot := CgroupRoot(n.DataDir)
+	if err := kubelet.EnsureCgroup(cgroupRoot); err != nil {
+		return err
+	}
 	ctrd := containerd.Config{
 		Root:                filepath.Join(p.Agent, "containerd"),
 		State:               filepath.Join(p.Agent, "run", "containerd"),
@@ -160,6 +164,7 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		TLSKeyFile:      n.Creds.KubeletServe.Key,
 		ClusterDNS:      n.ClusterDNS,
 		ClusterDomain:   n.ClusterDomain,
+		CgroupRoot:      cgroupRoot,
 		ResolvConf:      resolvConf(p),
 		HealthzPort:     kubeletHealthzPort,
 		Taints:          n.Taints,
@@ -266,13 +271,13 @@ func writeKubeconfigs(p Paths, n Node) error {
 	if err := os.MkdirAll(filepath.Dir(p.KubeletKubecfg), 0o700); err != nil {
 		return err
 	}
-	for path, pair := range map[string]pki.Pair{
+	for path, pair := range map[string]join.Pair{
 		p.KubeletKubecfg:   n.Creds.KubeletClient,
 		p.KubeProxyKubecfg: n.Creds.KubeProxy,
 		p.FlannelKubecfg:   n.Creds.Flannel,
 	} {
 		spec := kubeconfig.Spec{Server: n.APIServerURL, CAFile: n.Creds.ServerCA, CertFile: pair.Cert, KeyFile: pair.Key}
-		if err := kubeconfig.Write(path, 0o600, spec, pki.WriteFileAtomic); err != nil {
+		if err := kubeconfig.Write(path, 0o600, spec); err != nil {
 			return fmt.Errorf("node kubeconfig: %w", err)
 		}
 	}
@@ -320,6 +325,18 @@ func importImages(ctx context.Context, p Paths, binDir string) error {
 		return err
 	}
 	return im.ImportDir(ctx, p.Images)
+}
+
+// CgroupRoot is the cgroup under which the node's kubelet puts its pods:
+// upstream's "/" for the default data dir, and one of its own for any other,
+// so that several nodes on one host (each with its data dir) never tear
+// down each other's pods.
+func CgroupRoot(dataDir string) string {
+	if filepath.Clean(dataDir) == DefaultDataDir {
+		return "/"
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return "/cluster-" + hex.EncodeToString(sum[:])[:12]
 }
 
 // shimSocketDir must fit a unix socket path (≤42 bytes), so it cannot live

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	basecompatibility "k8s.io/component-base/compatibility"
 	"k8s.io/klog/v2"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
@@ -14,7 +16,10 @@ import (
 )
 
 // RunAPIServer runs kube-apiserver with argv-style flags until ctx ends.
-func RunAPIServer(ctx context.Context, args []string) error {
+// routes are extra HTTP handlers, by exact path, that the apiserver serves
+// behind its own authentication, authorization and limits (as it serves
+// /healthz): how the join API shares the apiserver's port.
+func RunAPIServer(ctx context.Context, args []string, routes map[string]http.Handler) error {
 	ctx = klog.NewContext(ctx, klog.Background().WithName("kube-apiserver"))
 	s := options.NewServerRunOptions()
 	if _, err := parseFlags("kube-apiserver", s.Flags(), args); err != nil {
@@ -36,7 +41,34 @@ func RunAPIServer(ctx context.Context, args []string) error {
 	if errs := completed.Validate(); len(errs) != 0 {
 		return fmt.Errorf("kube-apiserver: %w", utilerrors.NewAggregate(errs))
 	}
-	if err := apiserver.Run(ctx, completed); err != nil && !errors.Is(err, context.Canceled) {
+	// apiserver.Run, with the routes added to the outermost server's mux.
+	if completed.InformerName == nil {
+		name, err := cache.NewInformerName("kube-apiserver")
+		if err != nil {
+			return fmt.Errorf("kube-apiserver: %w", err)
+		}
+		completed.InformerName = name
+	}
+	config, err := apiserver.NewConfig(completed)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	done, err := config.Complete()
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	chain, err := apiserver.CreateServerChain(done)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	for path, h := range routes {
+		chain.GenericAPIServer.Handler.NonGoRestfulMux.Handle(path, h)
+	}
+	prepared, err := chain.PrepareRun()
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	if err := prepared.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cluster-io/cluster/internal/argv"
+	"github.com/cluster-io/cluster/internal/joinapi"
 	"github.com/cluster-io/cluster/server/pki"
 )
 
@@ -40,7 +41,8 @@ func newPaths(serverDir string) paths {
 }
 
 // authenticationConfig lets anonymous requests reach only the health
-// endpoints; everything else needs a credential.
+// endpoints and the join API (which checks the node's token itself, and
+// which charts/join-rbac.yaml opens); everything else needs a credential.
 const authenticationConfig = `apiVersion: apiserver.config.k8s.io/v1
 kind: AuthenticationConfiguration
 anonymous:
@@ -49,6 +51,8 @@ anonymous:
   - path: /livez
   - path: /readyz
   - path: /healthz
+  - path: ` + joinapi.CACertsPath + `
+  - path: ` + joinapi.JoinPath + `
 `
 
 // controlPlane is the resolved configuration the daemons' flags come from.

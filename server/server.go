@@ -13,13 +13,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/cluster-io/cluster/agent"
@@ -28,12 +28,15 @@ import (
 	"github.com/cluster-io/cluster/embedded"
 	"github.com/cluster-io/cluster/internal/argv"
 	"github.com/cluster-io/cluster/internal/datadir"
+	"github.com/cluster-io/cluster/internal/fileutil"
+	"github.com/cluster-io/cluster/internal/joinapi"
+	"github.com/cluster-io/cluster/internal/kubeconfig"
+	"github.com/cluster-io/cluster/internal/token"
 	"github.com/cluster-io/cluster/logging"
 	"github.com/cluster-io/cluster/server/deploy"
-	"github.com/cluster-io/cluster/server/kubeconfig"
 	"github.com/cluster-io/cluster/server/options"
 	"github.com/cluster-io/cluster/server/pki"
-	"github.com/cluster-io/cluster/server/token"
+	"github.com/cluster-io/cluster/server/supervisor"
 	"github.com/cluster-io/cluster/version"
 )
 
@@ -45,13 +48,13 @@ func Run(ctx context.Context, opts *options.Server) error {
 	begin := time.Now()
 	log.Infof("starting %s", version.String())
 
-	givenToken := opts.Token
-	if opts.TokenFile != "" {
-		t, err := token.ReadFile(opts.TokenFile)
-		if err != nil {
-			return err
-		}
-		givenToken = t
+	givenToken, err := readToken(opts.Token, opts.TokenFile)
+	if err != nil {
+		return err
+	}
+	givenAgentToken, err := readToken(opts.AgentToken, opts.AgentTokenFile)
+	if err != nil {
+		return err
 	}
 	mode, err := opts.KubeconfigMode()
 	if err != nil {
@@ -91,8 +94,16 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
-	if _, err := token.Ensure(filepath.Join(serverDir, "token"), givenToken, caPEM, pki.WriteFileAtomic); err != nil {
+	serverToken, err := token.Ensure(filepath.Join(serverDir, "token"), token.ServerUser, "--token", givenToken, caPEM)
+	if err != nil {
 		return err
+	}
+	var agentToken token.Token
+	agentTokenPath := filepath.Join(serverDir, "agent-token")
+	if _, statErr := os.Stat(agentTokenPath); givenAgentToken != "" || statErr == nil {
+		if agentToken, err = token.Ensure(agentTokenPath, token.NodeUser, "--agent-token", givenAgentToken, caPEM); err != nil {
+			return err
+		}
 	}
 
 	cp := controlPlane{
@@ -128,6 +139,11 @@ func Run(ctx context.Context, opts *options.Server) error {
 	}
 	cp.etcdServers = kine.Endpoints()
 
+	join, err := newSupervisor(cp, opts, serverToken, agentToken, caPEM)
+	if err != nil {
+		return err
+	}
+	routes := join.Routes()
 	apiArgs := cp.apiServerArgs(opts.KubeAPIServerArgs)
 	cmArgs := cp.controllerManagerArgs(opts.KubeControllerManagerArgs)
 	schedArgs := cp.schedulerArgs(opts.KubeSchedulerArgs)
@@ -138,7 +154,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 	components := []component.Component{
 		&component.Runner{
 			ComponentName: "kube-apiserver",
-			Run:           func(ctx context.Context) error { return embedded.RunAPIServer(ctx, apiArgs) },
+			Run:           func(ctx context.Context) error { return embedded.RunAPIServer(ctx, apiArgs, routes) },
 			ReadyFunc:     component.HTTPReady(readyClient, cp.loopbackURL()+"/readyz"),
 			StopTimeout:   70 * time.Second, // its own graceful termination takes up to 60s
 		},
@@ -169,14 +185,23 @@ func Run(ctx context.Context, opts *options.Server) error {
 	}
 	log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
 	if !opts.DisableAgent {
-		if err := startNode(ctx, mgr, opts, dataDir, nodeIP, cp); err != nil {
+		// The server's node joins through the same API as any agent, over
+		// loopback, pinning the CA with the server token's hash.
+		name, err := agent.StartNode(ctx, mgr, agent.Setup{
+			DataDir:   dataDir,
+			Options:   opts.Node,
+			Server:    cp.loopbackURL(),
+			Token:     serverToken,
+			DefaultIP: nodeIP,
+		})
+		if err != nil {
 			if ctx.Err() != nil {
 				log.Info("shutdown requested during start")
 				return nil
 			}
 			return fmt.Errorf("node: %w", err)
 		}
-		log.Infof("node %s started in %s", nodeNameOrHost(opts.NodeName), time.Since(begin).Round(time.Millisecond))
+		log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
 	}
 
 	select {
@@ -188,45 +213,56 @@ func Run(ctx context.Context, opts *options.Server) error {
 	}
 }
 
-// startNode runs the node side in this process, as k3s does: its
-// credentials come straight from the server's CAs.
-func startNode(ctx context.Context, mgr *component.Manager, opts *options.Server, dataDir string, advertised net.IP, cp controlPlane) error {
-	name := nodeNameOrHost(opts.NodeName)
-	ip := advertised
-	if opts.NodeIP != "" {
-		ip = net.ParseIP(opts.NodeIP)
+// readToken returns a token given as a flag or in a file (at most one is set).
+func readToken(value, file string) (string, error) {
+	if file == "" {
+		return value, nil
 	}
-	ips := []net.IP{ip}
-	var external net.IP
-	if opts.NodeExternalIP != "" {
-		external = net.ParseIP(opts.NodeExternalIP)
-		ips = append(ips, external)
-	}
-	creds, err := pki.EnsureNode(cp.p.tls, filepath.Join(dataDir, "agent", "tls"), name, ips)
+	return token.ReadFile(file)
+}
+
+// newSupervisor is the join API: it signs node certificates with the
+// cluster CAs and reads tokens and node claims as the admin.
+func newSupervisor(cp controlPlane, opts *options.Server, serverToken, agentToken token.Token, serverCAPEM []byte) (*supervisor.Server, error) {
+	t := cp.p.tls
+	serverCA, err := pki.LoadCA(t.ServerCA)
 	if err != nil {
-		return fmt.Errorf("node certificates: %w", err)
+		return nil, err
 	}
-	labels := slices.Clone(opts.NodeLabels)
-	if external != nil {
-		// What k3s does too: the kubelet has no flag for it.
-		labels = append(labels, "node.cluster.io/external-ip="+external.String())
+	clientCA, err := pki.LoadCA(t.ClientCA)
+	if err != nil {
+		return nil, err
 	}
-	return agent.Start(ctx, mgr, agent.Node{
-		DataDir:        dataDir,
-		Name:           name,
-		IP:             ip,
-		ExternalIP:     external,
-		Labels:         labels,
-		Taints:         opts.NodeTaints,
-		ClusterCIDR:    opts.ClusterCIDR,
-		ClusterDNS:     opts.ClusterDNS,
-		ClusterDomain:  opts.ClusterDomain,
-		FlannelBackend: opts.FlannelBackend,
-		KubeletArgs:    opts.KubeletArgs,
-		KubeProxyArgs:  opts.KubeProxyArgs,
-		APIServerURL:   cp.loopbackURL(),
-		Creds:          creds,
-	})
+	clientCAPEM, err := os.ReadFile(t.ClientCA.Cert)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &rest.Config{
+		Host:            cp.loopbackURL(),
+		TLSClientConfig: rest.TLSClientConfig{CAFile: t.ServerCA.Cert, CertFile: t.Admin.Cert, KeyFile: t.Admin.Key},
+		Timeout:         10 * time.Second,
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &supervisor.Server{
+		ServerCA:    serverCA,
+		ClientCA:    clientCA,
+		ServerCAPEM: serverCAPEM,
+		ClientCAPEM: clientCAPEM,
+		ServerToken: serverToken,
+		AgentToken:  agentToken,
+		Client:      client,
+		Config: joinapi.Config{
+			Servers:        []string{"https://" + net.JoinHostPort(cp.advertiseAddress.String(), strconv.Itoa(cp.port))},
+			ClusterCIDR:    opts.ClusterCIDR,
+			ServiceCIDR:    opts.ServiceCIDR,
+			ClusterDNS:     opts.ClusterDNS,
+			ClusterDomain:  opts.ClusterDomain,
+			FlannelBackend: opts.FlannelBackend,
+		},
+	}, nil
 }
 
 // applyCharts applies the embedded manifests as the admin.
@@ -239,18 +275,6 @@ func applyCharts(ctx context.Context, adminKubeconfig string) error {
 		return fmt.Errorf("charts: %w", err)
 	}
 	return nil
-}
-
-// nodeNameOrHost is --node-name, or the hostname as a valid node name.
-func nodeNameOrHost(name string) string {
-	if name != "" {
-		return name
-	}
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "localhost"
-	}
-	return strings.ToLower(h)
 }
 
 // writeControlPlaneFiles writes the component kubeconfigs and the
@@ -268,14 +292,14 @@ func writeControlPlaneFiles(cp controlPlane) error {
 			return err
 		}
 		spec := kubeconfig.Spec{Server: cp.loopbackURL(), CAFile: t.ServerCA.Cert, CertFile: kc.pair.Cert, KeyFile: kc.pair.Key}
-		if err := kubeconfig.Write(kc.path, 0o600, spec, pki.WriteFileAtomic); err != nil {
+		if err := kubeconfig.Write(kc.path, 0o600, spec); err != nil {
 			return err
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(cp.p.authnConfig), 0o700); err != nil {
 		return err
 	}
-	return pki.WriteFileAtomic(cp.p.authnConfig, []byte(authenticationConfig), 0o600)
+	return fileutil.WriteAtomic(cp.p.authnConfig, []byte(authenticationConfig), 0o600)
 }
 
 // writeAdminKubeconfig writes the admin kubeconfig into the data dir and to
@@ -283,7 +307,7 @@ func writeControlPlaneFiles(cp controlPlane) error {
 func writeAdminKubeconfig(cp controlPlane, userPath string, mode os.FileMode) error {
 	t := cp.p.tls
 	spec := kubeconfig.Spec{Server: cp.loopbackURL(), CAFile: t.ServerCA.Cert, CertFile: t.Admin.Cert, KeyFile: t.Admin.Key, Embed: true}
-	if err := kubeconfig.Write(cp.p.adminKubeconfig, 0o600, spec, pki.WriteFileAtomic); err != nil {
+	if err := kubeconfig.Write(cp.p.adminKubeconfig, 0o600, spec); err != nil {
 		return err
 	}
 	if userPath == "" {
@@ -292,7 +316,7 @@ func writeAdminKubeconfig(cp controlPlane, userPath string, mode os.FileMode) er
 	if err := os.MkdirAll(filepath.Dir(userPath), 0o755); err != nil {
 		return fmt.Errorf("--write-kubeconfig: %w", err)
 	}
-	if err := kubeconfig.Write(userPath, mode, spec, pki.WriteFileAtomic); err != nil {
+	if err := kubeconfig.Write(userPath, mode, spec); err != nil {
 		return fmt.Errorf("--write-kubeconfig: %w", err)
 	}
 	return nil

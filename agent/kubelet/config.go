@@ -40,6 +40,7 @@ type Config struct {
 	TLSKeyFile       string
 	ClusterDNS       string
 	ClusterDomain    string
+	CgroupRoot       string // "/" or the node's own (several nodes on one host)
 	ResolvConf       string
 	HealthzPort      int
 	Taints           []string // key=value:Effect
@@ -119,6 +120,7 @@ func (c *Config) Render() ([]byte, error) {
 			},
 		},
 		CgroupDriver:             driver,
+		CgroupRoot:               c.CgroupRoot,
 		ContainerRuntimeEndpoint: c.RuntimeEndpoint,
 		ClusterDNS:               []string{c.ClusterDNS},
 		ClusterDomain:            c.ClusterDomain,

@@ -33,6 +33,9 @@ type Source struct {
 	Getenv func(string) string
 	// Skip names flags that are never read from env or file (e.g. "config").
 	Skip []string
+	// EnvNames gives flags an environment variable other than EnvName's
+	// (k3s's K3S_URL is --server's: CLUSTER_URL).
+	EnvNames map[string]string
 }
 
 // Apply sets every flag of fs that was not given on the command line from
@@ -70,9 +73,13 @@ func Apply(fs *pflag.FlagSet, src Source) error {
 		}
 	})
 	for _, f := range pending {
-		if v := getenv(EnvName(f.Name)); v != "" {
+		env := EnvName(f.Name)
+		if name, ok := src.EnvNames[f.Name]; ok {
+			env = name
+		}
+		if v := getenv(env); v != "" {
 			if err := setFromEnv(fs, f, v); err != nil {
-				return fmt.Errorf("environment variable %s: %w", EnvName(f.Name), err)
+				return fmt.Errorf("environment variable %s: %w", env, err)
 			}
 			continue
 		}

@@ -9,19 +9,21 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	agentoptions "github.com/cluster-io/cluster/agent/options"
 	"github.com/cluster-io/cluster/internal/cliopts"
 )
 
 // Defaults shared with documentation and tests.
 const (
-	DefaultDataDir        = "/var/lib/cluster"
-	DefaultConfigFile     = "/etc/cluster/config.yaml"
+	DefaultDataDir        = agentoptions.DefaultDataDir
+	DefaultConfigFile     = agentoptions.DefaultConfigFile
 	DefaultKubeconfig     = "/etc/cluster/kubeconfig.yaml"
 	DefaultHTTPSPort      = 6443
 	DefaultClusterCIDR    = "10.42.0.0/16"
@@ -30,6 +32,9 @@ const (
 	DefaultClusterDomain  = "cluster.local"
 	DefaultKubeconfigMode = "0600"
 )
+
+// FlannelBackends are the values --flannel-backend accepts.
+var FlannelBackends = []string{"vxlan", "host-gw", "none"}
 
 // Server holds every `cluster server` option.
 type Server struct {
@@ -45,12 +50,15 @@ type Server struct {
 	TLSSANs             []string
 	Token               string
 	TokenFile           string
+	AgentToken          string
+	AgentTokenFile      string
 	DatastoreEndpoint   string
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
 	DisableAgent        bool
+	FlannelBackend      string
 	Debug               bool
-	Node
+	agentoptions.Node
 
 	KubeAPIServerArgs         []string
 	KubeSchedulerArgs         []string
@@ -71,10 +79,13 @@ func (o *Server) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.TLSSANs, "tls-san", nil, "Additional hostname or IP as a Subject Alternative Name in the serving certificate (repeatable)")
 	fs.StringVarP(&o.Token, "token", "t", "", "Shared secret used to join agents to the cluster (default: generated and kept in <data-dir>/server/token)")
 	fs.StringVar(&o.TokenFile, "token-file", "", "File holding the token")
+	fs.StringVar(&o.AgentToken, "agent-token", "", "Shared secret that joins agents but never servers (default: the server token; kept in <data-dir>/server/agent-token)")
+	fs.StringVar(&o.AgentTokenFile, "agent-token-file", "", "File holding the agent token")
 	fs.StringVar(&o.DatastoreEndpoint, "datastore-endpoint", "", "kine datastore: empty for SQLite at <data-dir>/server/db/state.db, or sqlite://, bolt:///path/state.bolt, postgres://, mysql:// DSN")
 	fs.StringVarP(&o.WriteKubeconfig, "write-kubeconfig", "o", DefaultKubeconfig, "Write the admin kubeconfig to this file")
 	fs.StringVar(&o.WriteKubeconfigMode, "write-kubeconfig-mode", DefaultKubeconfigMode, "File mode of the admin kubeconfig, octal (e.g. 0644)")
 	fs.BoolVar(&o.DisableAgent, "disable-agent", false, "Do not run the node (containerd, kubelet, …) in this process")
+	fs.StringVar(&o.FlannelBackend, "flannel-backend", "vxlan", "Pod network backend of every node: "+strings.Join(FlannelBackends, ", ")+" (none: bring your own CNI)")
 	o.Node.AddFlags(fs)
 	fs.BoolVar(&o.Debug, "debug", false, "Debug logging")
 	fs.StringArrayVar(&o.KubeAPIServerArgs, "kube-apiserver-arg", nil, "Extra flag for kube-apiserver, as name=value (repeatable)")
@@ -154,8 +165,14 @@ func (o *Server) Validate() error {
 	if err := o.Node.Validate(); err != nil {
 		return err
 	}
+	if !slices.Contains(FlannelBackends, o.FlannelBackend) {
+		return fmt.Errorf("--flannel-backend %q: want one of %s", o.FlannelBackend, strings.Join(FlannelBackends, ", "))
+	}
 	if o.Token != "" && o.TokenFile != "" {
 		return errors.New("give either --token or --token-file, not both")
+	}
+	if o.AgentToken != "" && o.AgentTokenFile != "" {
+		return errors.New("give either --agent-token or --agent-token-file, not both")
 	}
 	if o.WriteKubeconfigMode != "" {
 		if _, err := o.KubeconfigMode(); err != nil {

@@ -2,42 +2,29 @@ package pki
 
 import (
 	"net"
-	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/cluster-io/cluster/internal/joinapi"
 )
 
-func TestEnsureNode(t *testing.T) {
-	dir := t.TempDir()
-	f, err := Ensure(filepath.Join(dir, "server"), sansFor(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+func TestNodeLeaves(t *testing.T) {
 	ip := net.ParseIP("10.1.2.3")
-	n, err := EnsureNode(f, filepath.Join(dir, "node"), "edge-1", []net.IP{ip})
-	if err != nil {
-		t.Fatal(err)
+	leaves := NodeLeaves("edge-1", []net.IP{ip})
+	for _, name := range joinapi.CertNames {
+		if _, ok := leaves[name]; !ok {
+			t.Errorf("no %s certificate", name)
+		}
 	}
-	client := readCert(t, n.KubeletClient.Cert)
-	if client.Subject.CommonName != "system:node:edge-1" || !slices.Equal(client.Subject.Organization, []string{"system:nodes"}) {
-		t.Errorf("kubelet client subject %v", client.Subject)
+	client := leaves[joinapi.CertKubeletClient]
+	if client.ServerCA || client.Spec.CommonName != "system:node:edge-1" || !slices.Equal(client.Spec.Organization, []string{"system:nodes"}) {
+		t.Errorf("kubelet client %+v", client)
 	}
-	serving := readCert(t, n.KubeletServe.Cert)
-	if !slices.Contains(serving.DNSNames, "edge-1") || !slices.ContainsFunc(serving.IPAddresses, ip.Equal) {
-		t.Errorf("kubelet serving SANs %v %v", serving.DNSNames, serving.IPAddresses)
+	serving := leaves[joinapi.CertKubeletServing]
+	if !serving.ServerCA || !slices.Contains(serving.Spec.SANs.DNSNames, "edge-1") || !slices.ContainsFunc(serving.Spec.SANs.IPs, ip.Equal) {
+		t.Errorf("kubelet serving %+v", serving)
 	}
-	if err := serving.CheckSignatureFrom(readCert(t, f.ServerCA.Cert)); err != nil {
-		t.Errorf("kubelet serving cert not from the server CA: %v", err)
-	}
-	if readCert(t, n.Flannel.Cert).Subject.CommonName != "system:cluster-flannel" {
-		t.Error("flannel identity")
-	}
-	// Reused on the next start.
-	again, err := EnsureNode(f, filepath.Join(dir, "node"), "edge-1", []net.IP{ip})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !readCert(t, again.KubeletClient.Cert).Equal(client) {
-		t.Error("kubelet client certificate re-issued on restart")
+	if leaves[joinapi.CertFlannel].Spec.CommonName != "system:cluster-flannel" || leaves[joinapi.CertKubeProxy].Spec.CommonName != "system:kube-proxy" {
+		t.Error("flannel or kube-proxy identity")
 	}
 }

@@ -26,6 +26,8 @@ import (
 
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
+
+	"github.com/cluster-io/cluster/internal/fileutil"
 )
 
 const (
@@ -208,7 +210,7 @@ func EnsureLeaf(p Pair, ca *CA, spec LeafSpec) error {
 		}
 		key = k
 	}
-	cert, err := sign(ca, key, spec)
+	cert, err := Issue(ca, key.Public(), spec)
 	if err != nil {
 		return fmt.Errorf("issue certificate %s: %w", p.Cert, err)
 	}
@@ -232,7 +234,8 @@ func fits(cert *x509.Certificate, ca *CA, spec LeafSpec, key crypto.Signer) bool
 	return sameStrings(cert.DNSNames, spec.SANs.DNSNames) && sameIPs(cert.IPAddresses, spec.SANs.IPs)
 }
 
-func sign(ca *CA, key crypto.Signer, spec LeafSpec) (*x509.Certificate, error) {
+// Issue signs a certificate for the public key pub, with the names spec gives.
+func Issue(ca *CA, pub crypto.PublicKey, spec LeafSpec) (*x509.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).SetInt64(math.MaxInt64))
 	if err != nil {
 		return nil, err
@@ -248,7 +251,7 @@ func sign(ca *CA, key crypto.Signer, spec LeafSpec) (*x509.Certificate, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{spec.Usage},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +278,7 @@ func ensureKey(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return key, writeFileAtomic(path, pemKey, 0o600)
+	return key, fileutil.WriteAtomic(path, pemKey, 0o600)
 }
 
 func newKey() (*ecdsa.PrivateKey, error) {
@@ -295,44 +298,10 @@ func writePair(p Pair, cert *x509.Certificate, key crypto.Signer) error {
 	if err != nil {
 		return fmt.Errorf("encode certificate %s: %w", p.Cert, err)
 	}
-	if err := writeFileAtomic(p.Key, pemKey, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(p.Key, pemKey, 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(p.Cert, pemCert, 0o644)
-}
-
-// writeFileAtomic writes through a temporary file and a rename, so a crash
-// never leaves a half-written key or certificate behind.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-// WriteFileAtomic is writeFileAtomic for other packages (tokens, kubeconfigs).
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	return writeFileAtomic(path, data, mode)
+	return fileutil.WriteAtomic(p.Cert, pemCert, 0o644)
 }
 
 func exists(path string) bool {

@@ -1,5 +1,5 @@
-// Package kubeconfig writes kubeconfig files for the admin and for the
-// control-plane components.
+// Package kubeconfig writes kubeconfig files: the admin's, the control-plane
+// components' and the node components'.
 package kubeconfig
 
 import (
@@ -8,6 +8,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/cluster-io/cluster/internal/fileutil"
 )
 
 // Spec says who talks to which server.
@@ -51,7 +53,7 @@ func Build(spec Spec) (*clientcmdapi.Config, error) {
 
 // Write renders spec to path with the given mode, through a temporary file
 // and a rename so readers never see half a file.
-func Write(path string, mode os.FileMode, spec Spec, write func(string, []byte, os.FileMode) error) error {
+func Write(path string, mode os.FileMode, spec Spec) error {
 	cfg, err := Build(spec)
 	if err != nil {
 		return err
@@ -60,7 +62,7 @@ func Write(path string, mode os.FileMode, spec Spec, write func(string, []byte, 
 	if err != nil {
 		return fmt.Errorf("encode kubeconfig %s: %w", path, err)
 	}
-	if err := write(path, data, mode); err != nil {
+	if err := fileutil.WriteAtomic(path, data, mode); err != nil {
 		return err
 	}
 	// A rename keeps the temp file's mode, but be explicit: the user asked for it.

@@ -1,3 +1,6 @@
+// Package options defines the node's settings (k3s's agent flags), shared by
+// `cluster agent` and `cluster server` (which runs a node unless
+// --disable-agent), and `cluster agent`'s own.
 package options
 
 import (
@@ -11,22 +14,16 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// Node holds the options of the node side (k3s's agent flags), shared by
-// `cluster server` (which runs a node unless --disable-agent) and `cluster
-// agent`.
+// Node holds the options of the node side.
 type Node struct {
 	NodeName       string
 	NodeIP         string
 	NodeExternalIP string
 	NodeLabels     []string
 	NodeTaints     []string
-	FlannelBackend string
 	KubeletArgs    []string
 	KubeProxyArgs  []string
 }
-
-// FlannelBackends are the values --flannel-backend accepts.
-var FlannelBackends = []string{"vxlan", "host-gw", "none"}
 
 // AddFlags registers the node flags.
 func (n *Node) AddFlags(fs *pflag.FlagSet) {
@@ -35,7 +32,6 @@ func (n *Node) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&n.NodeExternalIP, "node-external-ip", "", "IPv4 external address to advertise for the node")
 	fs.StringArrayVar(&n.NodeLabels, "node-label", nil, "Label to register the node with, key=value (repeatable)")
 	fs.StringArrayVar(&n.NodeTaints, "node-taint", nil, "Taint to register the node with, key=value:Effect (repeatable)")
-	fs.StringVar(&n.FlannelBackend, "flannel-backend", "vxlan", "Pod network backend: "+strings.Join(FlannelBackends, ", ")+" (none: bring your own CNI)")
 	fs.StringArrayVar(&n.KubeletArgs, "kubelet-arg", nil, "Extra flag for kubelet, as name=value (repeatable)")
 	fs.StringArrayVar(&n.KubeProxyArgs, "kube-proxy-arg", nil, "Extra flag for kube-proxy, as name=value (repeatable; proxy-mode=nftables selects nftables)")
 }
@@ -83,9 +79,6 @@ func (n *Node) Validate() error {
 		if errs := validation.IsQualifiedName(key); len(errs) > 0 {
 			return fmt.Errorf("--node-taint %q: key: %s", t, strings.Join(errs, "; "))
 		}
-	}
-	if !slices.Contains(FlannelBackends, n.FlannelBackend) {
-		return fmt.Errorf("--flannel-backend %q: want one of %s", n.FlannelBackend, strings.Join(FlannelBackends, ", "))
 	}
 	for flag, args := range map[string][]string{"--kubelet-arg": n.KubeletArgs, "--kube-proxy-arg": n.KubeProxyArgs} {
 		for _, a := range args {
