@@ -1,0 +1,132 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Network is a set of test "hosts" on one machine, for tests that need
+// several nodes: each host is a network namespace with a veth on a shared
+// bridge, and a mount namespace of its own that lives as long as the host
+// (so a node restarted on it finds its mounts, as on a real machine), with
+// sysfs for its network namespace and the machine's cgroup tree.
+//
+// Nothing leaves the machine: the hosts' default route points at an address
+// nobody holds, and the machine drops whatever the bridge would forward
+// elsewhere.
+type Network struct {
+	t      *testing.T
+	prefix string
+	subnet string // first three octets, e.g. "10.99.0"
+	bridge string
+	runDir string // /run/<prefix>: the hosts' mount namespace files
+	hosts  []*Host
+}
+
+// Host is one test host.
+type Host struct {
+	Name  string // network namespace name
+	IP    string
+	mntNS string
+}
+
+// NewNetwork makes the bridge (address <subnet>.1/24, so the test process
+// reaches the hosts) and registers its removal. prefix (≤ 8 characters)
+// names every interface, namespace and directory it makes.
+func NewNetwork(t *testing.T, prefix, subnet string) *Network {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("several test hosts need root (CI runs as root)")
+	}
+	n := &Network{t: t, prefix: prefix, subnet: subnet, bridge: prefix + "-br", runDir: "/run/" + prefix}
+	n.teardown(false) // what a killed earlier run left behind
+	if routes, _ := exec.Command("ip", "route", "show", subnet+".0/24").Output(); len(strings.TrimSpace(string(routes))) > 0 {
+		t.Fatalf("%s.0/24 is already routed on this machine: %s", subnet, routes)
+	}
+	t.Cleanup(func() { n.teardown(true) })
+	n.sh(fmt.Sprintf(`
+ip link add %[1]s type bridge
+ip addr add %[2]s.1/24 dev %[1]s
+ip link set %[1]s up
+iptables -w -I FORWARD 1 -i %[1]s ! -o %[1]s -j DROP
+iptables -w -I FORWARD 1 -i %[1]s -o %[1]s -j ACCEPT
+mkdir -p %[3]s
+mount --bind %[3]s %[3]s
+mount --make-private %[3]s
+mkdir -p %[3]s/cgroup
+mount --rbind /sys/fs/cgroup %[3]s/cgroup
+`, n.bridge, subnet, n.runDir))
+	return n
+}
+
+// AddHost makes host number len(hosts)+10 of the subnet, named <prefix>-<name>.
+func (n *Network) AddHost(name string) *Host {
+	n.t.Helper()
+	i := len(n.hosts)
+	h := &Host{Name: n.prefix + "-" + name, IP: fmt.Sprintf("%s.%d", n.subnet, 10+i)}
+	h.mntNS = filepath.Join(n.runDir, h.Name+".mnt")
+	veth := fmt.Sprintf("%s%dh", n.prefix, i)
+	n.sh(fmt.Sprintf(`
+ip netns add %[1]s
+ip link add %[2]s type veth peer name eth0 netns %[1]s
+ip link set %[2]s master %[3]s up
+ip -n %[1]s addr add %[4]s/24 dev eth0
+ip -n %[1]s link set eth0 up
+ip -n %[1]s link set lo up
+ip -n %[1]s route add default via %[5]s.254
+touch %[6]s
+unshare --mount=%[6]s --propagation private nsenter --net=/run/netns/%[1]s sh -c 'mount -t sysfs sysfs /sys && mount --rbind %[7]s/cgroup /sys/fs/cgroup'
+`, h.Name, veth, n.bridge, h.IP, n.subnet, h.mntNS, n.runDir))
+	n.hosts = append(n.hosts, h)
+	return h
+}
+
+// Command runs name with args on the host (its network and mount namespaces).
+func (h *Host) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.Name, "--mount=" + h.mntNS, "--", name}, args...)...)
+}
+
+// Mounts returns the host's mount points below dir.
+func (h *Host) Mounts(dir string) []string {
+	out, _ := h.Command("cat", "/proc/self/mounts").Output()
+	var found []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			found = append(found, f[1])
+		}
+	}
+	return found
+}
+
+func (n *Network) sh(script string) {
+	n.t.Helper()
+	if out, err := exec.Command("sh", "-ec", script).CombinedOutput(); err != nil {
+		n.t.Fatalf("set up test hosts: %v\n%s\n%s", err, script, out)
+	}
+}
+
+// teardown removes every namespace, interface, rule and mount the network
+// made (best effort when cleaning up after another run).
+func (n *Network) teardown(report bool) {
+	script := fmt.Sprintf(`
+for ns in $(ip netns list | awk '{print $1}' | grep '^%[1]s-'); do
+  [ -f %[3]s/$ns.mnt ] && umount %[3]s/$ns.mnt
+  ip netns del $ns
+done
+ip link del %[2]s 2>/dev/null
+while iptables -w -D FORWARD -i %[2]s ! -o %[2]s -j DROP 2>/dev/null; do :; done
+while iptables -w -D FORWARD -i %[2]s -o %[2]s -j ACCEPT 2>/dev/null; do :; done
+if mountpoint -q %[3]s/cgroup; then umount -R %[3]s/cgroup; fi
+if mountpoint -q %[3]s; then umount %[3]s; fi
+rm -rf %[3]s
+true
+`, n.prefix, n.bridge, n.runDir)
+	out, err := exec.Command("sh", "-c", script).CombinedOutput()
+	if report && err != nil {
+		n.t.Errorf("remove test hosts: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,625 @@
+// Package multinode is the agent acceptance test: one server and two agents
+// on this machine, each on a test host of its own (network and mount
+// namespaces, harness.Network) with its own data dir, so that flannel's
+// VXLAN really carries the pod traffic between them. It needs root.
+package multinode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"github.com/cluster-io/cluster/test/harness"
+)
+
+const testImage = "localhost/test/webapp:v1"
+
+// proc is one `cluster server` or `cluster agent` on a test host.
+type proc struct {
+	t      *testing.T
+	host   *harness.Host
+	args   []string
+	cmd    *exec.Cmd
+	log    *harness.SyncBuffer
+	exited chan error
+}
+
+type cluster struct {
+	t       *testing.T
+	bin     string
+	dir     string
+	images  string
+	hosts   *harness.Network
+	dataDir map[string]*harness.Host // every data dir a node ran in, for cleanup
+}
+
+func TestServerAndTwoAgents(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (CI runs as root): it runs nodes in network namespaces")
+	}
+	c := newCluster(t)
+	srvHost := c.hosts.AddHost("srv")
+	a1Host := c.hosts.AddHost("a1")
+	a2Host := c.hosts.AddHost("a2")
+
+	srvArgs := []string{"server", "--data-dir", c.data("server", srvHost), "--config", c.emptyConfig(),
+		"--node-name", "server", "--write-kubeconfig", filepath.Join(c.dir, "admin.yaml")}
+	srv := c.start(srvHost, srvArgs...)
+	srv.waitLog("started in", 3*time.Minute)
+	kubeconfig := c.hostKubeconfig(srvHost)
+	k := client(t, kubeconfig)
+	serverURL := "https://" + srvHost.IP + ":6443"
+	tokenFile := filepath.Join(c.data("server", srvHost), "server", "token")
+	serverToken := strings.TrimSpace(string(must(os.ReadFile(tokenFile))))
+
+	// Refusals first: each stops with one Error line and registers nothing.
+	wrongCA := "K10" + strings.Repeat("ab", 32) + "::server:" + serverToken[strings.LastIndex(serverToken, ":")+1:]
+	expiring := c.clusterCmd(kubeconfig, "token", "create", "--ttl", "1s")
+	time.Sleep(1500 * time.Millisecond)
+	for _, tc := range []struct{ name, token, want string }{
+		{"wrong secret", serverToken[:strings.LastIndex(serverToken, ":")+1] + "wrong", "the token's secret is not valid for this cluster"},
+		{"CA hash mismatch", wrongCA, "is not the one the token names"},
+		{"expired bootstrap token", expiring, "unknown, deleted or expired"},
+	} {
+		t.Run("refused: "+tc.name, func(t *testing.T) {
+			c.refused(t, a2Host, tc.want, "--server", serverURL, "--token", tc.token, "--node-name", "refused")
+		})
+	}
+	t.Run("unreachable server is waited for", func(t *testing.T) {
+		p := c.start(a2Host, "agent", "--server", "https://"+srvHost.IP+":1", "--token", serverToken,
+			"--data-dir", c.data("unreachable", a2Host), "--config", c.emptyConfig(), "--node-name", "waiting")
+		p.waitLog("waiting for server https://"+srvHost.IP+":1", time.Minute)
+		p.stop()
+	})
+
+	begin := time.Now()
+	a1 := c.start(a1Host, "agent", "--server", serverURL, "--token-file", tokenFile,
+		"--data-dir", c.data("agent-1", a1Host), "--config", c.emptyConfig(), "--node-name", "agent-1")
+	bootstrap := c.clusterCmd(kubeconfig, "token", "create", "--description", "agent-2")
+	a2Args := []string{"agent", "--server", serverURL, "--token", bootstrap,
+		"--data-dir", c.data("agent-2", a2Host), "--config", c.emptyConfig(), "--node-name", "agent-2"}
+	a2 := c.start(a2Host, a2Args...)
+	waitFor(t, 3*time.Minute, "3 nodes Ready", func() error { return nodesReady(k, 3) })
+	t.Logf("agents Ready %.1fs after their start", time.Since(begin).Seconds())
+	if n := must(k.CoreV1().Nodes().Get(context.Background(), "agent-1", metav1.GetOptions{})); n.Status.Addresses[0].Address != a1Host.IP {
+		t.Errorf("agent-1 registered with %v, want InternalIP %s (its default-route address)", n.Status.Addresses, a1Host.IP)
+	}
+
+	t.Run("refused: deleted bootstrap token", func(t *testing.T) {
+		id := bootstrap[strings.LastIndex(bootstrap, ":")+1:][:6]
+		c.clusterCmd(kubeconfig, "token", "delete", id)
+		c.refused(t, a2Host, "unknown, deleted or expired", "--server", serverURL, "--token", bootstrap, "--node-name", "refused")
+	})
+	t.Run("refused: node name taken", func(t *testing.T) {
+		c.refused(t, a2Host, `node name "agent-1" is taken by another node`, "--server", serverURL, "--token", serverToken, "--node-name", "agent-1")
+	})
+	t.Run("refusals registered nothing", func(t *testing.T) {
+		if err := nodesReady(k, 3); err != nil {
+			t.Error(err)
+		}
+		for _, name := range []string{"refused", "waiting"} {
+			if _, err := k.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("node %s: %v, want NotFound", name, err)
+			}
+		}
+		secrets := must(k.CoreV1().Secrets("kube-system").List(context.Background(), metav1.ListOptions{}))
+		for _, s := range secrets.Items {
+			if strings.HasPrefix(s.Name, "refused.") {
+				t.Errorf("a refused agent left %s", s.Name)
+			}
+		}
+	})
+
+	// A workload spread over the three nodes, behind a NodePort Service.
+	pods, svc := deployWeb(t, k)
+	nodeOf := map[string]corev1.Pod{}
+	for _, p := range pods {
+		nodeOf[p.Spec.NodeName] = p
+	}
+	if len(nodeOf) != 3 {
+		t.Fatalf("pods not spread over 3 nodes: %v", nodeOf)
+	}
+
+	t.Run("pod to pod across nodes", func(t *testing.T) {
+		for _, from := range pods {
+			for _, to := range pods {
+				if from.Name == to.Name {
+					continue
+				}
+				out, err := c.kubectl(kubeconfig, "exec", from.Name, "--", "/webapp", "get", "http://"+to.Status.PodIP+":8080/")
+				if err != nil || strings.TrimSpace(out) != "hello from "+to.Name {
+					t.Errorf("%s (%s) → %s (%s): %v %q", from.Name, from.Spec.NodeName, to.Name, to.Spec.NodeName, err, out)
+				}
+			}
+		}
+	})
+	t.Run("ClusterIP from every host", func(t *testing.T) {
+		for _, h := range []*harness.Host{srvHost, a1Host, a2Host} {
+			seen := map[string]bool{}
+			waitFor(t, time.Minute, "answers from all 3 pods on "+h.Name, func() error {
+				out, err := h.Command("curl", "-sf", "-m", "3", "http://"+svc.Spec.ClusterIP+"/").Output()
+				if err != nil {
+					return fmt.Errorf("curl on %s: %v", h.Name, err)
+				}
+				seen[strings.TrimSpace(string(out))] = true
+				return allSeen(seen, pods)
+			})
+		}
+	})
+	t.Run("NodePort on every node IP", func(t *testing.T) {
+		port := strconv.Itoa(int(svc.Spec.Ports[0].NodePort))
+		for _, h := range []*harness.Host{srvHost, a1Host, a2Host} {
+			waitFor(t, time.Minute, "NodePort on "+h.IP, func() error {
+				body, err := httpGet("http://" + h.IP + ":" + port + "/")
+				if err != nil || !strings.HasPrefix(body, "hello from web-") {
+					return fmt.Errorf("%v %q", err, body)
+				}
+				return nil
+			})
+		}
+	})
+	onAgent := nodeOf["agent-1"]
+	t.Run("logs, exec and port-forward on an agent's pod", func(t *testing.T) {
+		if out, err := c.kubectl(kubeconfig, "logs", onAgent.Name); err != nil || !strings.Contains(out, "listening on :8080") {
+			t.Errorf("kubectl logs %s: %v\n%s", onAgent.Name, err, out)
+		}
+		if out, err := c.kubectl(kubeconfig, "exec", onAgent.Name, "--", "/webapp", "get", "http://127.0.0.1:8080/"); err != nil || strings.TrimSpace(out) != "hello from "+onAgent.Name {
+			t.Errorf("kubectl exec %s: %v\n%s", onAgent.Name, err, out)
+		}
+		port := strconv.Itoa(harness.FreePort(t))
+		pf := exec.Command(c.bin, "kubectl", "--kubeconfig", kubeconfig, "port-forward", "pod/"+onAgent.Name, port+":8080")
+		pf.Env = harness.CleanEnv()
+		if err := pf.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { pf.Process.Kill(); pf.Wait() }()
+		waitFor(t, 30*time.Second, "an answer through port-forward", func() error {
+			body, err := httpGet("http://127.0.0.1:" + port + "/")
+			if err != nil || strings.TrimSpace(body) != "hello from "+onAgent.Name {
+				return fmt.Errorf("%v %q", err, body)
+			}
+			return nil
+		})
+	})
+
+	t.Run("agents outlive the server", func(t *testing.T) {
+		before := map[string][]string{"agent-1": c.containers("agent-1"), "agent-2": c.containers("agent-2")}
+		for name, ids := range before {
+			if len(ids) == 0 {
+				t.Fatalf("no containers on %s", name)
+			}
+		}
+		srv.stop()
+		stopped := time.Now()
+		time.Sleep(15 * time.Second)
+		for _, a := range []*proc{a1, a2} {
+			if a.hasExited() {
+				t.Fatalf("agent exited while the server was down:\n%s", harness.Tail(a.log.String(), 40))
+			}
+		}
+		for name, ids := range before {
+			if after := c.containers(name); !slices.Equal(after, ids) {
+				t.Errorf("%s: containers changed while the server was down: %v → %v", name, ids, after)
+			}
+		}
+		// The data path needs no server: agent-1's host reaches agent-2's pod.
+		target := nodeOf["agent-2"]
+		if out, err := a1Host.Command("curl", "-sf", "-m", "3", "http://"+target.Status.PodIP+":8080/").Output(); err != nil || strings.TrimSpace(string(out)) != "hello from "+target.Name {
+			t.Errorf("pod on agent-2 from agent-1's host with the server down: %v %q", err, out)
+		}
+
+		srv = c.start(srvHost, srvArgs...)
+		srv.waitLog("started in", 3*time.Minute)
+		waitFor(t, 3*time.Minute, "every node's lease renewed after the restart", func() error { return leasesRenewed(k, stopped) })
+		waitFor(t, time.Minute, "3 nodes Ready again", func() error { return nodesReady(k, 3) })
+		for _, a := range []*proc{a1, a2} {
+			if a.hasExited() || strings.Count(a.log.String(), "starting cluster") != 1 {
+				t.Errorf("an agent restarted instead of reconnecting:\n%s", harness.Tail(a.log.String(), 40))
+			}
+		}
+		for name, ids := range before {
+			if after := c.containers(name); !slices.Equal(after, ids) {
+				t.Errorf("%s: containers changed across the server's restart: %v → %v", name, ids, after)
+			}
+		}
+	})
+
+	t.Run("a reinstalled node keeps its name once the old node is deleted", func(t *testing.T) {
+		a2.stop()
+		c.killAll("agent-2")
+		if err := k.CoreV1().Nodes().Delete(context.Background(), "agent-2", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		a2 = c.start(a2Host, "agent", "--server", serverURL, "--token", serverToken,
+			"--data-dir", c.data("agent-2-reinstalled", a2Host), "--config", c.emptyConfig(), "--node-name", "agent-2")
+		waitFor(t, 3*time.Minute, "3 nodes Ready with the reinstalled agent-2", func() error { return nodesReady(k, 3) })
+	})
+}
+
+func newCluster(t *testing.T) *cluster {
+	bin := os.Getenv("CLUSTER_BIN")
+	if bin == "" {
+		t.Fatal("CLUSTER_BIN is not set: build with scripts/build and run through scripts/test (the node binaries must be embedded)")
+	}
+	dir, err := os.MkdirTemp("", "cluster-multinode-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, bin: bin, dir: dir, images: filepath.Join(dir, "images"), dataDir: map[string]*harness.Host{}}
+	// Registered before the hosts, so it runs after every node has stopped
+	// and before the hosts are removed (cleanups run last-in first-out).
+	c.hosts = harness.NewNetwork(t, "clmn", "10.99.0")
+	t.Cleanup(c.cleanup)
+	cmd := exec.Command("../../scripts/build-test-images", c.images)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/build-test-images: %v\n%s", err, out)
+	}
+	return c
+}
+
+// data returns the data dir of a node called name on host h, with the test
+// image in its air-gap folder.
+func (c *cluster) data(name string, h *harness.Host) string {
+	d := filepath.Join(c.dir, name)
+	if _, ok := c.dataDir[d]; !ok {
+		c.dataDir[d] = h
+		images := filepath.Join(d, "agent", "images")
+		if err := os.MkdirAll(images, 0o755); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := os.Link(filepath.Join(c.images, "webapp.tar"), filepath.Join(images, "webapp.tar")); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func (c *cluster) emptyConfig() string {
+	p := filepath.Join(c.dir, "empty.yaml")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// hostKubeconfig is the admin kubeconfig pointed at the server's host
+// address instead of its loopback, for the test process.
+func (c *cluster) hostKubeconfig(srv *harness.Host) string {
+	cfg, err := clientcmd.LoadFromFile(filepath.Join(c.dir, "admin.yaml"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, cl := range cfg.Clusters {
+		cl.Server = "https://" + srv.IP + ":6443"
+	}
+	p := filepath.Join(c.dir, "admin-host.yaml")
+	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+func (c *cluster) start(h *harness.Host, args ...string) *proc {
+	c.t.Helper()
+	p := &proc{t: c.t, host: h, args: args, log: &harness.SyncBuffer{}, exited: make(chan error, 1)}
+	p.cmd = h.Command(c.bin, args...)
+	p.cmd.Env = harness.CleanEnv()
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	c.t.Cleanup(p.stop)
+	return p
+}
+
+func (p *proc) hasExited() bool {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) waitLog(want string, timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.After(timeout)
+	for !strings.Contains(p.log.String(), want) {
+		select {
+		case err := <-p.exited:
+			p.exited <- err
+			p.t.Fatalf("%s exited (%v) before logging %q:\n%s", p.args[0], err, want, harness.Tail(p.log.String(), 60))
+		case <-deadline:
+			p.t.Fatalf("%s did not log %q within %s:\n%s", p.args[0], want, timeout, harness.Tail(p.log.String(), 60))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// stop sends SIGTERM and waits; it may be called more than once.
+func (p *proc) stop() {
+	if p.hasExited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if err != nil {
+			p.t.Errorf("%s exited with %v after SIGTERM:\n%s", p.args[0], err, harness.Tail(p.log.String(), 40))
+		}
+	case <-time.After(90 * time.Second):
+		p.cmd.Process.Kill()
+		p.t.Errorf("%s did not stop within 90s:\n%s", p.args[0], harness.Tail(p.log.String(), 40))
+	}
+	if p.t.Failed() {
+		p.t.Logf("%s %v log:\n%s", p.host.Name, p.args[:1], harness.Tail(p.log.String(), 60))
+	}
+}
+
+// refused runs an agent that must stop at once with exit code 1 and one
+// Error line containing want.
+func (c *cluster) refused(t *testing.T, h *harness.Host, want string, args ...string) {
+	t.Helper()
+	dir := filepath.Join(c.dir, fmt.Sprintf("refused-%d", time.Now().UnixNano()))
+	cmd := h.Command(c.bin, append([]string{"agent", "--data-dir", dir, "--config", c.emptyConfig(), "--lb-server-port", "6555"}, args...)...)
+	cmd.Env = harness.CleanEnv()
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("agent did not stop within 1m; it should have been refused:\n%s", harness.Tail(string(out), 30))
+	}
+	var errLines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "Error:") {
+			errLines = append(errLines, l)
+		}
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || len(errLines) != 1 || !strings.Contains(errLines[0], want) {
+		t.Errorf("want exit code 1 and one Error line with %q; got %v:\n%s", want, err, harness.Tail(string(out), 20))
+	}
+}
+
+// clusterCmd runs `cluster ARGS --kubeconfig K` in the test process and
+// returns its trimmed output.
+func (c *cluster) clusterCmd(kubeconfig string, args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, append(args, "--kubeconfig", kubeconfig)...)
+	cmd.Env = harness.CleanEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("cluster %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func (c *cluster) kubectl(kubeconfig string, args ...string) (string, error) {
+	cmd := exec.Command(c.bin, append([]string{"kubectl", "--kubeconfig", kubeconfig, "--request-timeout", "20s"}, args...)...)
+	cmd.Env = harness.CleanEnv()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// containers lists the running container IDs of a node, through its
+// containerd (whose socket is a file in its data dir).
+func (c *cluster) containers(node string) []string {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, "crictl", "ps", "-q")
+	cmd.Env = append(harness.CleanEnv(), "CLUSTER_DATA_DIR="+filepath.Join(c.dir, node))
+	out, err := cmd.Output()
+	if err != nil {
+		c.t.Fatalf("crictl ps on %s: %v", node, err)
+	}
+	ids := strings.Fields(string(out))
+	sort.Strings(ids)
+	return ids
+}
+
+// killAll runs a node's kill-all script on its host.
+func (c *cluster) killAll(node string) {
+	d := filepath.Join(c.dir, node)
+	h := c.dataDir[d]
+	killall := filepath.Join(d, "data", "current", "bin", "cluster-killall.sh")
+	if _, err := os.Stat(killall); err != nil {
+		return // never started its node
+	}
+	if out, err := h.Command(killall).CombinedOutput(); err != nil {
+		c.t.Errorf("%s: %v\n%s", killall, err, out)
+	}
+}
+
+// cleanup runs every node's kill-all script; no shim, container or mount
+// of the test may be left.
+func (c *cluster) cleanup() {
+	for d, h := range c.dataDir {
+		c.killAll(filepath.Base(d))
+		if out, _ := exec.Command("pgrep", "-f", "containerd-shim-runc-v2 .*-address "+d+"/").Output(); len(out) > 0 {
+			c.t.Errorf("shims of %s left after kill-all: %s", d, out)
+		}
+		if m := h.Mounts(d); len(m) > 0 {
+			c.t.Errorf("mounts left on %s after kill-all: %v", h.Name, m)
+		}
+	}
+	os.RemoveAll(c.dir)
+}
+
+func client(t *testing.T, kubeconfig string) *kubernetes.Clientset {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Timeout = 10 * time.Second
+	return must(kubernetes.NewForConfig(cfg))
+}
+
+// leasesRenewed wants every node's kubelet to have renewed its lease since.
+func leasesRenewed(k *kubernetes.Clientset, since time.Time) error {
+	leases, err := k.CoordinationV1().Leases("kube-node-lease").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, l := range leases.Items {
+		if l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(since) {
+			return fmt.Errorf("lease of %s not renewed since %s", l.Name, since.Format(time.TimeOnly))
+		}
+	}
+	return nil
+}
+
+// nodesReady wants n nodes, all Ready.
+func nodesReady(k *kubernetes.Clientset, n int) error {
+	nodes, err := k.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	if len(nodes.Items) != n {
+		return fmt.Errorf("%d nodes, want %d", len(nodes.Items), n)
+	}
+	for _, node := range nodes.Items {
+		ready := false
+		for _, cond := range node.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				ready = true
+			}
+		}
+		if !ready {
+			return fmt.Errorf("node %s not Ready", node.Name)
+		}
+	}
+	return nil
+}
+
+// deployWeb runs 3 replicas spread over the nodes and a NodePort Service,
+// and returns the running pods.
+func deployWeb(t *testing.T, k *kubernetes.Clientset) ([]corev1.Pod, *corev1.Service) {
+	t.Helper()
+	ctx := context.Background()
+	labels := map[string]string{"app": "web"}
+	_, err := k.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(3)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
+						LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+					}},
+					Containers: []corev1.Container{{
+						Name: "web", Image: testImage, ImagePullPolicy: corev1.PullNever,
+						Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+					}},
+				},
+			},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := k.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeNodePort,
+			Selector: labels,
+			Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pods []corev1.Pod
+	waitFor(t, 3*time.Minute, "3 web pods running", func() error {
+		list, err := k.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return err
+		}
+		pods = pods[:0]
+		for _, p := range list.Items {
+			for _, cond := range p.Status.Conditions {
+				if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+					pods = append(pods, p)
+				}
+			}
+		}
+		if len(pods) != 3 {
+			return fmt.Errorf("%d of 3 web pods ready", len(pods))
+		}
+		return nil
+	})
+	return pods, svc
+}
+
+func allSeen(seen map[string]bool, pods []corev1.Pod) error {
+	for _, p := range pods {
+		if !seen["hello from "+p.Name] {
+			return fmt.Errorf("no answer from %s yet (seen %v)", p.Name, seen)
+		}
+	}
+	return nil
+}
+
+func httpGet(url string) (string, error) {
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
