@@ -161,13 +161,7 @@ func Run(ctx context.Context, o *options.Agent) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
-	select {
-	case <-ctx.Done():
-		log.Info("shutdown requested")
-		return nil
-	case err := <-mgr.Failed():
-		return err
-	}
+	return mgr.Wait(ctx)
 }
 
 // NodeName is --node-name, or the hostname as a valid node name.

@@ -60,6 +60,18 @@ func NewManager() *Manager {
 // Failed yields the first error of a component that died after it started.
 func (m *Manager) Failed() <-chan error { return m.failed }
 
+// Wait blocks until ctx ends (nil: a requested shutdown) or a started
+// component dies (its error).
+func (m *Manager) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		m.log.Info("shutdown requested")
+		return nil
+	case err := <-m.failed:
+		return err
+	}
+}
+
 // Start starts each component in turn and waits for it to be ready. On error
 // the components already started are stopped again, in reverse order.
 func (m *Manager) Start(ctx context.Context, components ...Component) error {

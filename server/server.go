@@ -204,13 +204,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 		log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
 	}
 
-	select {
-	case <-ctx.Done():
-		log.Info("shutdown requested")
-		return nil
-	case err := <-mgr.Failed():
-		return err
-	}
+	return mgr.Wait(ctx)
 }
 
 // readToken returns a token given as a flag or in a file (at most one is set).

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -49,23 +48,7 @@ func (o *Agent) AddFlags(fs *pflag.FlagSet) {
 // Load fills the options not given on the command line from CLUSTER_*
 // variables (CLUSTER_URL for --server, as k3s's K3S_URL) and the config file.
 func (o *Agent) Load(cmd *cobra.Command, getenv func(string) string) error {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	fs := cmd.Flags()
-	required := fs.Changed("config")
-	if !required {
-		if v := getenv("CLUSTER_CONFIG_FILE"); v != "" {
-			o.ConfigFile, required = v, true
-		}
-	}
-	return cliopts.Apply(fs, cliopts.Source{
-		ConfigFile:     o.ConfigFile,
-		ConfigRequired: required,
-		Getenv:         getenv,
-		Skip:           []string{"config"},
-		EnvNames:       map[string]string{"server": "CLUSTER_URL"},
-	})
+	return cliopts.Load(cmd.Flags(), &o.ConfigFile, getenv, map[string]string{"server": "CLUSTER_URL"})
 }
 
 // Validate checks the options and returns the first problem as an error a

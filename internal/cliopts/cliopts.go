@@ -38,6 +38,28 @@ type Source struct {
 	EnvNames map[string]string
 }
 
+// Load applies Apply the way every command uses it: the config file is
+// *configFile (the --config flag's variable), or CLUSTER_CONFIG_FILE when
+// --config was not given; a file named either way must exist.
+func Load(fs *pflag.FlagSet, configFile *string, getenv func(string) string, envNames map[string]string) error {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	required := fs.Changed("config")
+	if !required {
+		if v := getenv(EnvPrefix + "CONFIG_FILE"); v != "" {
+			*configFile, required = v, true
+		}
+	}
+	return Apply(fs, Source{
+		ConfigFile:     *configFile,
+		ConfigRequired: required,
+		Getenv:         getenv,
+		Skip:           []string{"config"},
+		EnvNames:       envNames,
+	})
+}
+
 // Apply sets every flag of fs that was not given on the command line from
 // the environment or, failing that, from the config file.
 func Apply(fs *pflag.FlagSet, src Source) error {

@@ -40,23 +40,23 @@ func Create(ctx context.Context, c kubernetes.Interface, ttl time.Duration, desc
 		return "", Info{}, err
 	}
 	id, secret, _ := strings.Cut(tok, ".")
-	data := map[string]string{
-		bootstrapapi.BootstrapTokenIDKey:               id,
-		bootstrapapi.BootstrapTokenSecretKey:           secret,
-		bootstrapapi.BootstrapTokenUsageAuthentication: "true",
+	data := map[string][]byte{
+		bootstrapapi.BootstrapTokenIDKey:               []byte(id),
+		bootstrapapi.BootstrapTokenSecretKey:           []byte(secret),
+		bootstrapapi.BootstrapTokenUsageAuthentication: []byte("true"),
 	}
 	info := Info{ID: id, Description: description, Usages: []string{"authentication"}}
 	if ttl > 0 {
 		info.Expires = now.Add(ttl).UTC().Truncate(time.Second)
-		data[bootstrapapi.BootstrapTokenExpirationKey] = info.Expires.Format(time.RFC3339)
+		data[bootstrapapi.BootstrapTokenExpirationKey] = []byte(info.Expires.Format(time.RFC3339))
 	}
 	if description != "" {
-		data[bootstrapapi.BootstrapTokenDescriptionKey] = description
+		data[bootstrapapi.BootstrapTokenDescriptionKey] = []byte(description)
 	}
 	_, err = c.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: bootstraputil.BootstrapTokenSecretName(id)},
 		Type:       bootstrapapi.SecretTypeBootstrapToken,
-		StringData: data,
+		Data:       data,
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return "", Info{}, fmt.Errorf("store bootstrap token: %w", err)

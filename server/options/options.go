@@ -97,22 +97,7 @@ func (o *Server) AddFlags(fs *pflag.FlagSet) {
 // variables and the config file. The config file itself may be named by
 // --config or CLUSTER_CONFIG_FILE.
 func (o *Server) Load(cmd *cobra.Command, getenv func(string) string) error {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	fs := cmd.Flags()
-	required := fs.Changed("config")
-	if !required {
-		if v := getenv("CLUSTER_CONFIG_FILE"); v != "" {
-			o.ConfigFile, required = v, true
-		}
-	}
-	return cliopts.Apply(fs, cliopts.Source{
-		ConfigFile:     o.ConfigFile,
-		ConfigRequired: required,
-		Getenv:         getenv,
-		Skip:           []string{"config"},
-	})
+	return cliopts.Load(cmd.Flags(), &o.ConfigFile, getenv, nil)
 }
 
 // Validate checks the options and returns the first problem as an error a

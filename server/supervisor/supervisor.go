@@ -262,8 +262,8 @@ func (s *Server) claimName(ctx context.Context, node, password string) error {
 					Name:        PasswordSecretName(node),
 					Annotations: map[string]string{claimedAnnotation: now, "cluster.io/node": node},
 				},
-				Type:       passwordType,
-				StringData: map[string]string{passwordKey: hash},
+				Type: passwordType,
+				Data: map[string][]byte{passwordKey: []byte(hash)},
 			}, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
 				continue

@@ -31,7 +31,9 @@ func inNamespace(t *testing.T, script string) (string, error) {
 	for _, d := range scratch {
 		fmt.Fprintf(&prelude, "mkdir -p %s && mount -t tmpfs tmpfs %s\n", d, d)
 	}
-	cmd := exec.Command("unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", prelude.String()+script)
+	// A PID namespace too: the kill-all script kills every process named
+	// cluster, and must not reach the servers other tests run meanwhile.
+	cmd := exec.Command("unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private", "sh", "-c", prelude.String()+script)
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
 	out, err := cmd.CombinedOutput()
 	return string(out), err

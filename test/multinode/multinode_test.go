@@ -21,14 +21,12 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
 
 	"github.com/cluster-io/cluster/test/harness"
 )
@@ -95,20 +93,26 @@ func TestServerAndTwoAgents(t *testing.T) {
 
 	begin := time.Now()
 	a1 := c.start(a1Host, "agent", "--server", serverURL, "--token-file", tokenFile,
-		"--data-dir", c.data("agent-1", a1Host), "--config", c.emptyConfig(), "--node-name", "agent-1")
-	bootstrap := c.clusterCmd(kubeconfig, "token", "create", "--description", "agent-2")
+		"--data-dir", c.data("agent-1", a1Host), "--config", c.emptyConfig(), "--node-name", "agent-1", "--node-label", "tier=edge")
+	bootstrap := c.clusterCmd(kubeconfig, "token", "create", "--description", "for-agent-2")
+	bootstrapID := bootstrap[strings.LastIndex(bootstrap, ":")+1:][:6]
+	if list := c.clusterCmd(kubeconfig, "token", "list"); !strings.Contains(list, bootstrapID) || !strings.Contains(list, "for-agent-2") || strings.Contains(list, bootstrap[len(bootstrap)-16:]) {
+		t.Errorf("cluster token list shows no %s (or shows its secret):\n%s", bootstrapID, list)
+	}
 	a2Args := []string{"agent", "--server", serverURL, "--token", bootstrap,
 		"--data-dir", c.data("agent-2", a2Host), "--config", c.emptyConfig(), "--node-name", "agent-2"}
 	a2 := c.start(a2Host, a2Args...)
-	waitFor(t, 3*time.Minute, "3 nodes Ready", func() error { return nodesReady(k, 3) })
+	harness.WaitFor(t, 3*time.Minute, "3 nodes Ready", func() error { return nodesReady(k, 3) })
 	t.Logf("agents Ready %.1fs after their start", time.Since(begin).Seconds())
-	if n := must(k.CoreV1().Nodes().Get(context.Background(), "agent-1", metav1.GetOptions{})); n.Status.Addresses[0].Address != a1Host.IP {
-		t.Errorf("agent-1 registered with %v, want InternalIP %s (its default-route address)", n.Status.Addresses, a1Host.IP)
+	if n := must(k.CoreV1().Nodes().Get(context.Background(), "agent-1", metav1.GetOptions{})); n.Status.Addresses[0].Address != a1Host.IP || n.Labels["tier"] != "edge" {
+		t.Errorf("agent-1 registered with %v and labels %v, want InternalIP %s (its default-route address) and tier=edge", n.Status.Addresses, n.Labels, a1Host.IP)
 	}
 
 	t.Run("refused: deleted bootstrap token", func(t *testing.T) {
-		id := bootstrap[strings.LastIndex(bootstrap, ":")+1:][:6]
-		c.clusterCmd(kubeconfig, "token", "delete", id)
+		c.clusterCmd(kubeconfig, "token", "delete", bootstrapID)
+		if list := c.clusterCmd(kubeconfig, "token", "list"); strings.Contains(list, bootstrapID) {
+			t.Errorf("deleted token still listed:\n%s", list)
+		}
 		c.refused(t, a2Host, "unknown, deleted or expired", "--server", serverURL, "--token", bootstrap, "--node-name", "refused")
 	})
 	t.Run("refused: node name taken", func(t *testing.T) {
@@ -157,7 +161,7 @@ func TestServerAndTwoAgents(t *testing.T) {
 	t.Run("ClusterIP from every host", func(t *testing.T) {
 		for _, h := range []*harness.Host{srvHost, a1Host, a2Host} {
 			seen := map[string]bool{}
-			waitFor(t, time.Minute, "answers from all 3 pods on "+h.Name, func() error {
+			harness.WaitFor(t, time.Minute, "answers from all 3 pods on "+h.Name, func() error {
 				out, err := h.Command("curl", "-sf", "-m", "3", "http://"+svc.Spec.ClusterIP+"/").Output()
 				if err != nil {
 					return fmt.Errorf("curl on %s: %v", h.Name, err)
@@ -170,7 +174,7 @@ func TestServerAndTwoAgents(t *testing.T) {
 	t.Run("NodePort on every node IP", func(t *testing.T) {
 		port := strconv.Itoa(int(svc.Spec.Ports[0].NodePort))
 		for _, h := range []*harness.Host{srvHost, a1Host, a2Host} {
-			waitFor(t, time.Minute, "NodePort on "+h.IP, func() error {
+			harness.WaitFor(t, time.Minute, "NodePort on "+h.IP, func() error {
 				body, err := httpGet("http://" + h.IP + ":" + port + "/")
 				if err != nil || !strings.HasPrefix(body, "hello from web-") {
 					return fmt.Errorf("%v %q", err, body)
@@ -194,7 +198,7 @@ func TestServerAndTwoAgents(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { pf.Process.Kill(); pf.Wait() }()
-		waitFor(t, 30*time.Second, "an answer through port-forward", func() error {
+		harness.WaitFor(t, 30*time.Second, "an answer through port-forward", func() error {
 			body, err := httpGet("http://127.0.0.1:" + port + "/")
 			if err != nil || strings.TrimSpace(body) != "hello from "+onAgent.Name {
 				return fmt.Errorf("%v %q", err, body)
@@ -231,8 +235,8 @@ func TestServerAndTwoAgents(t *testing.T) {
 
 		srv = c.start(srvHost, srvArgs...)
 		srv.waitLog("started in", 3*time.Minute)
-		waitFor(t, 3*time.Minute, "every node's lease renewed after the restart", func() error { return leasesRenewed(k, stopped) })
-		waitFor(t, time.Minute, "3 nodes Ready again", func() error { return nodesReady(k, 3) })
+		harness.WaitFor(t, 3*time.Minute, "every node's lease renewed after the restart", func() error { return leasesRenewed(k, stopped) })
+		harness.WaitFor(t, time.Minute, "3 nodes Ready again", func() error { return nodesReady(k, 3) })
 		for _, a := range []*proc{a1, a2} {
 			if a.hasExited() || strings.Count(a.log.String(), "starting cluster") != 1 {
 				t.Errorf("an agent restarted instead of reconnecting:\n%s", harness.Tail(a.log.String(), 40))
@@ -245,16 +249,49 @@ func TestServerAndTwoAgents(t *testing.T) {
 		}
 	})
 
-	t.Run("a reinstalled node keeps its name once the old node is deleted", func(t *testing.T) {
+	t.Run("reinstalled with install.sh, a node gets its name back once the old node is deleted", func(t *testing.T) {
 		a2.stop()
 		c.killAll("agent-2")
 		if err := k.CoreV1().Nodes().Delete(context.Background(), "agent-2", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		a2 = c.start(a2Host, "agent", "--server", serverURL, "--token", serverToken,
-			"--data-dir", c.data("agent-2-reinstalled", a2Host), "--config", c.emptyConfig(), "--node-name", "agent-2")
-		waitFor(t, 3*time.Minute, "3 nodes Ready with the reinstalled agent-2", func() error { return nodesReady(k, 3) })
+		a2 = c.installAgent(a2Host, serverURL, serverToken,
+			"--data-dir "+c.data("agent-2-reinstalled", a2Host)+" --config "+c.emptyConfig()+" --node-name agent-2")
+		harness.WaitFor(t, 3*time.Minute, "3 nodes Ready with the reinstalled agent-2", func() error { return nodesReady(k, 3) })
 	})
+}
+
+// installAgent runs install.sh on host h with CLUSTER_URL and CLUSTER_TOKEN,
+// as `curl … | sh` would, into tmpfs over /usr/local/bin and
+// /etc/systemd/system of that host, then starts what the unit says with the
+// environment file the unit names, as systemd would (none runs here).
+func (c *cluster) installAgent(h *harness.Host, url, token, flags string) *proc {
+	c.t.Helper()
+	installer, _ := filepath.Abs("../../install.sh")
+	cmd := h.Command("sh", "-ec", `mount -t tmpfs tmpfs /usr/local/bin
+mount -t tmpfs tmpfs /etc/systemd/system
+sh "$0"
+echo "--- unit"; cat /etc/systemd/system/cluster.service`, installer)
+	cmd.Env = append(harness.CleanEnv(), "INSTALL_CLUSTER_SKIP_DOWNLOAD=true", "INSTALL_CLUSTER_BIN_PATH="+c.bin,
+		"INSTALL_CLUSTER_SKIP_START=true", "CLUSTER_URL="+url, "CLUSTER_TOKEN="+token, "INSTALL_CLUSTER_EXEC="+flags)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("install.sh: %v\n%s", err, out)
+	}
+	_, unit, _ := strings.Cut(string(out), "--- unit\n")
+	var execStart, envFile string
+	for _, line := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			execStart = v
+		}
+		if v, ok := strings.CutPrefix(line, "EnvironmentFile=-"); ok {
+			envFile = v
+		}
+	}
+	if !strings.HasPrefix(execStart, "/usr/local/bin/cluster agent ") || envFile == "" {
+		c.t.Fatalf("the unit does not run an agent with an environment file:\n%s", unit)
+	}
+	return c.startCmd(h, "sh", "-c", "set -a; . "+envFile+"; exec "+execStart)
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -320,10 +357,16 @@ func (c *cluster) hostKubeconfig(srv *harness.Host) string {
 	return p
 }
 
+// start runs the cluster binary with args on host h.
 func (c *cluster) start(h *harness.Host, args ...string) *proc {
 	c.t.Helper()
+	return c.startCmd(h, c.bin, args...)
+}
+
+func (c *cluster) startCmd(h *harness.Host, name string, args ...string) *proc {
+	c.t.Helper()
 	p := &proc{t: c.t, host: h, args: args, log: &harness.SyncBuffer{}, exited: make(chan error, 1)}
-	p.cmd = h.Command(c.bin, args...)
+	p.cmd = h.Command(name, args...)
 	p.cmd.Env = harness.CleanEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
@@ -526,27 +569,12 @@ func deployWeb(t *testing.T, k *kubernetes.Clientset) ([]corev1.Pod, *corev1.Ser
 	t.Helper()
 	ctx := context.Background()
 	labels := map[string]string{"app": "web"}
-	_, err := k.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(int32(3)),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
-						MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
-						LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
-					}},
-					Containers: []corev1.Container{{
-						Name: "web", Image: testImage, ImagePullPolicy: corev1.PullNever,
-						Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
-					}},
-				},
-			},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
+	d := harness.WebDeployment("web", testImage, 3)
+	d.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
+		MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
+		LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+	}}
+	if _, err := k.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	svc, err := k.CoreV1().Services("default").Create(ctx, &corev1.Service{
@@ -561,7 +589,7 @@ func deployWeb(t *testing.T, k *kubernetes.Clientset) ([]corev1.Pod, *corev1.Ser
 		t.Fatal(err)
 	}
 	var pods []corev1.Pod
-	waitFor(t, 3*time.Minute, "3 web pods running", func() error {
+	harness.WaitFor(t, 3*time.Minute, "3 web pods running", func() error {
 		list, err := k.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
 			return err
@@ -600,21 +628,6 @@ func httpGet(url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 }
 
 func must[T any](v T, err error) T {

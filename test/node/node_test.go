@@ -20,13 +20,11 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
 )
 
 const testImage = "localhost/test/webapp:v1"
@@ -53,7 +51,7 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 	begin := time.Now()
 	n.start()
 	c := n.client()
-	waitFor(t, 3*time.Minute, "node Ready", func() error { return nodeReady(c) })
+	harness.WaitFor(t, 3*time.Minute, "node Ready", func() error { return nodeReady(c) })
 	t.Logf("node Ready %.1fs after start", time.Since(begin).Seconds())
 	for _, want := range []string{"images: [1/2] importing busybox.tar", "imported " + testImage, "pause image localhost/cluster/pause:3.10 ready"} {
 		if !strings.Contains(n.log.String(), want) && !(strings.Contains(want, "busybox") && !strings.Contains(n.log.String(), "busybox.tar")) {
@@ -63,20 +61,7 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 
 	ctx := context.Background()
 	labels := map[string]string{"app": "web"}
-	_, err := c.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(int32(3)),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "web", Image: testImage, ImagePullPolicy: corev1.PullNever,
-					Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
-				}}},
-			},
-		},
-	}, metav1.CreateOptions{})
+	_, err := c.AppsV1().Deployments("default").Create(ctx, harness.WebDeployment("web", testImage, 3), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,14 +75,14 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Minute, "3 web replicas available", func() error { return deploymentAvailable(c, "web", 3) })
+	harness.WaitFor(t, 3*time.Minute, "3 web replicas available", func() error { return deploymentAvailable(c, "web", 3) })
 	pods := webPods(t, c)
 	t.Logf("deployment Available %.1fs after start", time.Since(begin).Seconds())
 
 	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/"
 	t.Run("service reaches every replica from the host", func(t *testing.T) {
 		seen := map[string]bool{}
-		waitFor(t, time.Minute, "answers from all 3 replicas", func() error {
+		harness.WaitFor(t, time.Minute, "answers from all 3 replicas", func() error {
 			out, err := exec.Command("curl", "-sf", "-m", "3", url).Output()
 			if err != nil {
 				return fmt.Errorf("curl %s: %v", url, err)
@@ -110,7 +95,7 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 	client := runClientPod(t, c)
 	t.Run("service reaches every replica from another pod", func(t *testing.T) {
 		seen := map[string]bool{}
-		waitFor(t, time.Minute, "answers from all 3 replicas", func() error {
+		harness.WaitFor(t, time.Minute, "answers from all 3 replicas", func() error {
 			out, err := n.kubectl("exec", client, "--", "/webapp", "get", url)
 			if err != nil {
 				return fmt.Errorf("exec in %s: %v: %s", client, err, out)
@@ -139,7 +124,7 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { cmd.Process.Kill(); cmd.Wait() }()
-		waitFor(t, 30*time.Second, "an answer through port-forward", func() error {
+		harness.WaitFor(t, 30*time.Second, "an answer through port-forward", func() error {
 			out, err := exec.Command("curl", "-sf", "-m", "3", "http://127.0.0.1:"+port+"/").Output()
 			if err != nil {
 				return err
@@ -199,7 +184,7 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 		if err := c.CoreV1().Pods("default").Delete(ctx, pods[0], metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 2*time.Minute, "a replacement pod", func() error {
+		harness.WaitFor(t, 2*time.Minute, "a replacement pod", func() error {
 			ready, all := readyWebPods(t, c)
 			if len(ready) != 3 || contains(all, pods[0]) {
 				return fmt.Errorf("ready %v of %v (%s must be gone)", ready, all, pods[0])
@@ -213,8 +198,8 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 		n.stop()
 		n.start()
 		c = n.client()
-		waitFor(t, 3*time.Minute, "node Ready after restart", func() error { return nodeReady(c) })
-		waitFor(t, 2*time.Minute, "3 web replicas available after restart", func() error { return deploymentAvailable(c, "web", 3) })
+		harness.WaitFor(t, 3*time.Minute, "node Ready after restart", func() error { return nodeReady(c) })
+		harness.WaitFor(t, 2*time.Minute, "3 web replicas available after restart", func() error { return deploymentAvailable(c, "web", 3) })
 		if !strings.Contains(n.log.String(), "already imported") {
 			t.Error("a restart imported the unchanged image archives again")
 		}
@@ -360,7 +345,7 @@ func runClientPod(t *testing.T, c *kubernetes.Clientset) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Minute, "client pod running", func() error {
+	harness.WaitFor(t, 2*time.Minute, "client pod running", func() error {
 		p, err := c.CoreV1().Pods("default").Get(context.Background(), "client", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -470,19 +455,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 }
