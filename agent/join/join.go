@@ -114,8 +114,9 @@ func Join(ctx context.Context, c Config) (*Result, error) {
 	if every == 0 {
 		every = 30 * time.Second
 	}
-	var lastLog time.Time
-	delay := 500 * time.Millisecond
+	// Quiet for the first seconds: a server that is starting answers soon.
+	nextLog := time.Now().Add(2 * time.Second)
+	delay := 200 * time.Millisecond
 	for {
 		res, err := joinOnce(ctx, c)
 		var refused *Refused
@@ -125,9 +126,9 @@ func Join(ctx context.Context, c Config) (*Result, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if time.Since(lastLog) >= every {
+		if time.Now().After(nextLog) {
 			log.Infof("waiting for server %s: %v", c.Server, err)
-			lastLog = time.Now()
+			nextLog = time.Now().Add(every)
 		}
 		select {
 		case <-ctx.Done():

@@ -285,7 +285,7 @@ func (s *Server) claimName(ctx context.Context, node, password string) error {
 		}
 		if claimed, err := time.Parse(time.RFC3339, sec.Annotations[claimedAnnotation]); err == nil {
 			if age := s.now().Sub(claimed); age < claimGrace {
-				return refuse(http.StatusServiceUnavailable, "node name %q was claimed by another node %s ago that has not registered yet", node, age.Round(time.Second))
+				return refuse(http.StatusServiceUnavailable, "node name %q was claimed %s ago by a node (another data dir) that has not registered yet; if that was this machine before a reinstall, the name is free %s after that claim", node, age.Round(time.Second), claimGrace)
 			}
 		}
 		// The name's node is gone (or never came): the name is free.
