@@ -62,7 +62,7 @@ func TestServerAndTwoAgents(t *testing.T) {
 	a2Host := c.hosts.AddHost("a2")
 
 	srvArgs := []string{"server", "--data-dir", c.data("server", srvHost), "--config", c.emptyConfig(),
-		"--node-name", "server", "--write-kubeconfig", filepath.Join(c.dir, "admin.yaml")}
+		"--node-name", "server", "--write-kubeconfig", filepath.Join(c.dir, "admin.yaml"), "--agent-token", "agents-only"}
 	srv := c.start(srvHost, srvArgs...)
 	srv.waitLog("started in", 3*time.Minute)
 	kubeconfig := c.hostKubeconfig(srvHost)
@@ -249,13 +249,17 @@ func TestServerAndTwoAgents(t *testing.T) {
 		}
 	})
 
-	t.Run("reinstalled with install.sh, a node gets its name back once the old node is deleted", func(t *testing.T) {
+	t.Run("reinstalled with install.sh and the agent token, a node gets its name back once the old node is deleted", func(t *testing.T) {
 		a2.stop()
 		c.killAll("agent-2")
 		if err := k.CoreV1().Nodes().Delete(context.Background(), "agent-2", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		a2 = c.installAgent(a2Host, serverURL, serverToken,
+		agentToken := strings.TrimSpace(string(must(os.ReadFile(filepath.Join(c.data("server", srvHost), "server", "agent-token")))))
+		if !strings.HasSuffix(agentToken, "::node:agents-only") {
+			t.Errorf("agent token file holds %q", agentToken)
+		}
+		a2 = c.installAgent(a2Host, serverURL, agentToken,
 			"--data-dir "+c.data("agent-2-reinstalled", a2Host)+" --config "+c.emptyConfig()+" --node-name agent-2")
 		harness.WaitFor(t, 3*time.Minute, "3 nodes Ready with the reinstalled agent-2", func() error { return nodesReady(k, 3) })
 	})
