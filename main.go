@@ -15,6 +15,7 @@ import (
 
 	"github.com/cluster-io/cluster/agent"
 	"github.com/cluster-io/cluster/embedded"
+	"github.com/cluster-io/cluster/internal/preflight"
 	"github.com/cluster-io/cluster/logging"
 	"github.com/cluster-io/cluster/server"
 	"github.com/cluster-io/cluster/server/bootstraptoken"
@@ -56,6 +57,7 @@ func newRootCommand() *cobra.Command {
 		server.NewCommand(),
 		agent.NewCommand(),
 		bootstraptoken.NewCommand(options.DefaultKubeconfig),
+		preflight.NewCommand(options.DefaultDataDir, agent.ProxyMode),
 		passThrough("kubectl", "Run kubectl (defaults to the admin kubeconfig)", false,
 			func(args []string) { os.Exit(embedded.RunKubectl(args, options.DefaultKubeconfig)) }),
 		passThrough("ctr", "Run ctr against the node's containerd (namespace k8s.io; CLUSTER_DATA_DIR picks the node)", false, runCtr),

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/cluster-io/cluster/agent/options"
 	"github.com/cluster-io/cluster/component"
 	"github.com/cluster-io/cluster/internal/datadir"
+	"github.com/cluster-io/cluster/internal/preflight"
 	"github.com/cluster-io/cluster/internal/token"
 	"github.com/cluster-io/cluster/version"
 )
@@ -125,7 +127,13 @@ func Run(ctx context.Context, o *options.Agent) error {
 	if err != nil {
 		return err
 	}
-	if err := Preflight(o.KubeProxyArgs); err != nil {
+	checks := preflight.Options{
+		DataDir:  o.DataDir,
+		Node:     true,
+		NFTables: ProxyMode(o.KubeProxyArgs) == "nftables",
+		Ports:    append([]preflight.Port{{Address: "127.0.0.1:" + strconv.Itoa(o.LBServerPort), User: "the agent's load balancer", Flag: "--lb-server-port"}}, preflight.NodePorts...),
+	}
+	if err := preflight.Check(checks, func(w string) { log.Warn(w) }); err != nil {
 		return err
 	}
 	lock, err := datadir.Claim(o.DataDir)

@@ -138,12 +138,6 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	if err := ctrd.Write(p.ContainerdConfig); err != nil {
 		return err
 	}
-	if !host.CanLowerOOMAdj {
-		log.Warn("no CAP_SYS_RESOURCE: containers keep oom_score_adj >= 0 (containerd restrict_oom_score_adj, kubelet/kube-proxy oom-score-adj 0)")
-	}
-	if host.CgroupV1 {
-		log.Warn("cgroup v1 host: the kubelet runs with failCgroupV1=false; Kubernetes is dropping cgroup v1 support, move to cgroup v2 when you can")
-	}
 	// WorkDir is not binDir: containerd would record the shim by its
 	// resolved path there, and it must be found through "current".
 	proc := &containerd.Process{ConfigPath: p.ContainerdConfig, Address: p.ContainerdSocket, BinDir: binDir, WorkDir: p.Agent}
@@ -194,7 +188,7 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 			NodeIP:      n.IP,
 			ClusterCIDR: n.ClusterCIDR,
 			Backend:     n.FlannelBackend,
-			NFTables:    proxyMode(n.KubeProxyArgs) == "nftables",
+			NFTables:    ProxyMode(n.KubeProxyArgs) == "nftables",
 			Dir:         p.FlannelDir,
 			CNIConfDir:  p.CNIConfDir,
 			CNIDataDir:  p.CNIDataDir,
@@ -372,7 +366,8 @@ func oomScoreAdj(h kubelet.Host) string {
 	return "0"
 }
 
-func proxyMode(args []string) string {
+// ProxyMode is the kube-proxy mode the --kube-proxy-arg values select.
+func ProxyMode(args []string) string {
 	if v, ok := argv.Value(argv.Merge(nil, args), "proxy-mode"); ok {
 		return v
 	}

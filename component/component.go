@@ -37,6 +37,10 @@ type Failer interface {
 	Done() <-chan error
 }
 
+// ProgressEvery is how often the manager says which component it still
+// waits for.
+var ProgressEvery = 5 * time.Second
+
 // Manager runs components in order.
 type Manager struct {
 	// ReadyTimeout bounds how long one component may take to become ready.
@@ -103,19 +107,27 @@ func (m *Manager) startOne(ctx context.Context, c Component) error {
 	if f, ok := c.(Failer); ok {
 		died = f.Done()
 	}
-	select {
-	case err := <-readyErr:
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				return fmt.Errorf("%s not ready after %s: %w", c.Name(), m.ReadyTimeout, err)
+	// Say what we wait for, so that a slow start never looks hung.
+	progress := time.NewTicker(ProgressEvery)
+	defer progress.Stop()
+	for ready := false; !ready; {
+		select {
+		case <-progress.C:
+			m.log.Infof("still waiting for %s to be ready (%s)", c.Name(), time.Since(begin).Round(time.Second))
+		case err := <-readyErr:
+			if err != nil {
+				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+					return fmt.Errorf("%s not ready after %s: %w", c.Name(), m.ReadyTimeout, err)
+				}
+				return fmt.Errorf("wait for %s: %w", c.Name(), err)
 			}
-			return fmt.Errorf("wait for %s: %w", c.Name(), err)
+			ready = true
+		case err, ok := <-died:
+			if !ok || err == nil {
+				err = errors.New("exited before it was ready")
+			}
+			return fmt.Errorf("%s: %w", c.Name(), err)
 		}
-	case err, ok := <-died:
-		if !ok || err == nil {
-			err = errors.New("exited before it was ready")
-		}
-		return fmt.Errorf("%s: %w", c.Name(), err)
 	}
 	m.log.Infof("%s ready in %s", c.Name(), time.Since(begin).Round(time.Millisecond))
 	if died != nil {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 type recorder struct {
@@ -138,5 +140,29 @@ func TestStopTimeout(t *testing.T) {
 	r.Start(context.Background())
 	if err := r.Stop(); err == nil || !strings.Contains(err.Error(), "did not stop") {
 		t.Errorf("Stop = %v", err)
+	}
+}
+
+func TestSlowStartSaysWhatItWaitsFor(t *testing.T) {
+	hook := logtest.NewGlobal()
+	defer hook.Reset()
+	old := ProgressEvery
+	ProgressEvery = 20 * time.Millisecond
+	defer func() { ProgressEvery = old }()
+	m := NewManager()
+	slow := runner(&recorder{}, "slowpoke", nil, func(ctx context.Context) error {
+		time.Sleep(100 * time.Millisecond)
+		return nil
+	})
+	if err := m.Start(context.Background(), slow); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	found := false
+	for _, e := range hook.AllEntries() {
+		found = found || strings.Contains(e.Message, "still waiting for slowpoke to be ready")
+	}
+	if !found {
+		t.Error("no progress line while a component was slow to be ready")
 	}
 }

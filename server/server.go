@@ -7,14 +7,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -31,6 +29,7 @@ import (
 	"github.com/cluster-io/cluster/internal/fileutil"
 	"github.com/cluster-io/cluster/internal/joinapi"
 	"github.com/cluster-io/cluster/internal/kubeconfig"
+	"github.com/cluster-io/cluster/internal/preflight"
 	"github.com/cluster-io/cluster/internal/token"
 	"github.com/cluster-io/cluster/logging"
 	"github.com/cluster-io/cluster/server/deploy"
@@ -61,10 +60,8 @@ func Run(ctx context.Context, opts *options.Server) error {
 		return err
 	}
 
-	if !opts.DisableAgent {
-		if err := agent.Preflight(opts.KubeProxyArgs); err != nil {
-			return err
-		}
+	if err := preflight.Check(checks(opts), func(w string) { log.Warn(w) }); err != nil {
+		return err
 	}
 	lock, err := datadir.Claim(opts.DataDir)
 	if err != nil {
@@ -74,9 +71,6 @@ func Run(ctx context.Context, opts *options.Server) error {
 	dataDir, _ := filepath.Abs(opts.DataDir)
 	serverDir := filepath.Join(dataDir, "server")
 
-	if err := checkPortFree(opts.BindAddress, opts.HTTPSListenPort); err != nil {
-		return err
-	}
 	nodeIP, err := chooseNodeIP(opts.AdvertiseAddress)
 	if err != nil {
 		return err
@@ -316,18 +310,24 @@ func writeAdminKubeconfig(cp controlPlane, userPath string, mode os.FileMode) er
 	return nil
 }
 
-// checkPortFree fails early, before anything is started, if the apiserver
-// port is taken.
-func checkPortFree(bind string, port int) error {
-	addr := net.JoinHostPort(bind, strconv.Itoa(port))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("--https-listen-port %d: address %s is already in use (is another cluster or kube-apiserver running?)", port, addr)
-		}
-		return fmt.Errorf("--bind-address/--https-listen-port %s: %w", addr, err)
+// checks are what the server needs of this host: free ports for the
+// control plane and, unless --disable-agent, everything a node needs.
+func checks(opts *options.Server) preflight.Options {
+	cp := controlPlane{}
+	o := preflight.Options{
+		DataDir:  opts.DataDir,
+		Node:     !opts.DisableAgent,
+		NFTables: agent.ProxyMode(opts.KubeProxyArgs) == "nftables",
+		Ports: []preflight.Port{
+			{Address: net.JoinHostPort(opts.BindAddress, strconv.Itoa(opts.HTTPSListenPort)), User: "kube-apiserver", Flag: "--https-listen-port"},
+			{Address: "127.0.0.1:" + strconv.Itoa(argPort(cp.controllerManagerArgs(opts.KubeControllerManagerArgs), controllerManagerPort)), User: "kube-controller-manager", Flag: "--kube-controller-manager-arg=secure-port=…"},
+			{Address: "127.0.0.1:" + strconv.Itoa(argPort(cp.schedulerArgs(opts.KubeSchedulerArgs), schedulerPort)), User: "kube-scheduler", Flag: "--kube-scheduler-arg=secure-port=…"},
+		},
 	}
-	return l.Close()
+	if o.Node {
+		o.Ports = append(o.Ports, preflight.NodePorts...)
+	}
+	return o
 }
 
 // chooseNodeIP returns --advertise-address, or the address of the interface

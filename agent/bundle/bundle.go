@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cluster-io/cluster/logging"
 )
 
 //go:embed assets
@@ -31,6 +33,8 @@ var Required = []string{
 	"bridge", "host-local", "loopback", "portmap", "bandwidth", "flannel",
 	"cluster-killall.sh", "crictl",
 }
+
+var log = logging.For("agent")
 
 // Archive returns the embedded archive, or an error naming the fix when the
 // binary was built without it (plain `go build` instead of scripts/build).
@@ -56,6 +60,7 @@ func Extract(dataDir string, archive []byte) (string, error) {
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", fmt.Errorf("node binaries: %w", err)
 	}
+	log.Infof("unpacking the node binaries (%d MB compressed: runc, shim, CNI plugins, crictl, pause) into %s…", len(archive)>>20, final)
 	// Unpack beside the final place and rename, so a crash mid-way never
 	// leaves a half-written bin directory that looks complete.
 	tmp, err := os.MkdirTemp(base, ".unpack-"+hash+"-")
