@@ -5,7 +5,9 @@ package datastore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,13 +15,29 @@ import (
 	"sync"
 	"time"
 
+	"github.com/k3s-io/kine/pkg/drivers"
+	// The drivers --datastore-endpoint offers. kine's endpoint package would
+	// link every driver kine has (an embedded NATS server, pebble, S3
+	// clients): size every download pays for, so the server is wired here.
+	_ "github.com/k3s-io/kine/pkg/drivers/mysql"
+	_ "github.com/k3s-io/kine/pkg/drivers/pgsql"
+	_ "github.com/k3s-io/kine/pkg/drivers/remote"
 	"github.com/k3s-io/kine/pkg/drivers/sqlite"
-	"github.com/k3s-io/kine/pkg/endpoint"
+	"github.com/k3s-io/kine/pkg/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/cluster-io/cluster/component"
 	// Registers the bolt:// driver with kine.
 	_ "github.com/cluster-io/cluster/datastore/bolt"
 	"github.com/cluster-io/cluster/logging"
+)
+
+// etcd's server defaults, which kine's own endpoint applies too.
+const (
+	maxRequestBytes   = 1.5 * 1024 * 1024
+	grpcOverheadBytes = 512 * 1024
+	stopGrace         = 2 * time.Second
 )
 
 // Kine is the datastore component. The apiserver reaches it on a unix socket
@@ -32,10 +50,10 @@ type Kine struct {
 	// SocketPath is where kine listens.
 	SocketPath string
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	etcd   endpoint.ETCDConfig
-	once   sync.Once
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	endpoints []string
+	once      sync.Once
 }
 
 var _ component.Component = (*Kine)(nil)
@@ -69,29 +87,76 @@ func (k *Kine) Start(context.Context) error {
 	// kine's lifetime is ours to end in Stop, after the apiserver.
 	ctx, cancel := context.WithCancel(context.Background())
 	k.cancel = cancel
-	cfg := endpoint.Config{
-		Listener:         "unix://" + k.SocketPath,
+	if err := k.serve(ctx); err != nil {
+		cancel()
+		k.wg.Wait()
+		return err // the supervisor says "start kine: …"
+	}
+	logging.For("kine").Infof("datastore %s serving etcd API at %s", k.describe(), strings.Join(k.endpoints, ","))
+	return nil
+}
+
+// serve opens the backend and serves kine's etcd API on the unix socket,
+// as kine's endpoint.Listen does; an http(s) endpoint is an etcd of the
+// user's, which the apiserver uses directly.
+func (k *Kine) serve(ctx context.Context) error {
+	cfg := &drivers.Config{
 		Endpoint:         k.dsn(),
-		WaitGroup:        &k.wg,
-		NotifyInterval:   5 * time.Second,
 		CompactInterval:  5 * time.Minute,
 		CompactTimeout:   5 * time.Second,
 		CompactMinRetain: 1000,
 		CompactBatchSize: 1000,
 		PollBatchSize:    500,
 		PollInterval:     time.Second,
-		// kine's CLI default; the apiserver checks the etcd version it sees.
-		EmulatedETCDVersion: "3.6.11",
 	}
 	cfg.ConnectionPoolConfig.MaxIdle = 20
 	cfg.ConnectionPoolConfig.MaxIdleTime = 2 * time.Minute
-	etcd, err := endpoint.Listen(ctx, cfg)
+	_, backend, err := drivers.New(ctx, &k.wg, cfg)
 	if err != nil {
-		cancel()
-		return err // the supervisor says "start kine: …"
+		// Never print the DSN: it may hold a password.
+		return fmt.Errorf("datastore %s: %w", k.describe(), err)
 	}
-	k.etcd = etcd
-	logging.For("kine").Infof("datastore %s serving etcd API at %s", k.describe(), strings.Join(etcd.Endpoints, ","))
+	if backend == nil {
+		k.endpoints = strings.Split(k.Endpoint, ",")
+		return nil
+	}
+	srv := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.MaxRecvMsgSize(maxRequestBytes+grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+	)
+	if err := backend.Start(ctx); err != nil {
+		return fmt.Errorf("start the datastore: %w", err)
+	}
+	// kine's CLI defaults; the apiserver checks the etcd version it sees.
+	server.New(backend, "unix", 5*time.Second, "3.6.11").Register(srv)
+	if err := os.Remove(k.SocketPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	l, err := net.Listen("unix", k.SocketPath)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(k.SocketPath, 0o600); err != nil {
+		l.Close()
+		return err
+	}
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			logging.For("kine").Errorf("etcd API server: %v", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		timer := time.AfterFunc(stopGrace, srv.Stop)
+		defer timer.Stop()
+		srv.GracefulStop()
+	}()
+	k.endpoints = []string{"unix://" + k.SocketPath}
 	return nil
 }
 
@@ -105,7 +170,7 @@ func (k *Kine) describe() string {
 }
 
 // Endpoints are the etcd URLs the apiserver uses.
-func (k *Kine) Endpoints() []string { return k.etcd.Endpoints }
+func (k *Kine) Endpoints() []string { return k.endpoints }
 
 // Ready implements component.Component: the socket accepts connections.
 func (k *Kine) Ready(ctx context.Context) error {

@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"github.com/containerd/containerd/v2/cmd/containerd/command"
-	// The plugins (CRI, overlayfs, runc v2 runtime, …) containerd's own main links.
-	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
 	ctrapp "github.com/containerd/containerd/v2/cmd/ctr/app"
 	"github.com/urfave/cli/v3"
 )
