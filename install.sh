@@ -81,13 +81,28 @@ fetch_binary() {
     fi
     TMP_DIR=$(mktemp -d)
     trap 'rm -rf "$TMP_DIR"' EXIT
-    info "downloading cluster-$ARCH from $base"
+    # The xz-compressed binary is a third of the size; take it where xz
+    # (or busybox's unxz) can unpack it.
+    file=cluster-$ARCH
+    unpack=""
+    if command -v xz >/dev/null 2>&1; then
+        file=cluster-$ARCH.xz unpack="xz -dc"
+    elif command -v unxz >/dev/null 2>&1; then
+        file=cluster-$ARCH.xz unpack="unxz -c"
+    fi
+    info "downloading $file from $base"
     download "$base/sha256sum-$ARCH.txt" "$TMP_DIR/sha256sum.txt"
-    download "$base/cluster-$ARCH" "$TMP_DIR/cluster"
-    want=$(awk -v f="cluster-$ARCH" '$2 == f || $2 == "*"f {print $1}' "$TMP_DIR/sha256sum.txt")
-    [ -n "$want" ] || fatal "sha256sum-$ARCH.txt has no line for cluster-$ARCH"
-    got=$(sha256 "$TMP_DIR/cluster")
-    [ "$want" = "$got" ] || fatal "checksum mismatch for cluster-$ARCH: expected $want, got $got (refusing to install)"
+    download "$base/$file" "$TMP_DIR/$file"
+    want=$(awk -v f="$file" '$2 == f || $2 == "*"f {print $1}' "$TMP_DIR/sha256sum.txt")
+    [ -n "$want" ] || fatal "sha256sum-$ARCH.txt has no line for $file"
+    got=$(sha256 "$TMP_DIR/$file")
+    [ "$want" = "$got" ] || fatal "checksum mismatch for $file: expected $want, got $got (refusing to install)"
+    if [ -n "$unpack" ]; then
+        $unpack "$TMP_DIR/$file" >"$TMP_DIR/cluster" || fatal "unpacking $file failed"
+        rm -f "$TMP_DIR/$file"
+    else
+        mv "$TMP_DIR/$file" "$TMP_DIR/cluster"
+    fi
     NEW_BIN=$TMP_DIR/cluster
 }
 

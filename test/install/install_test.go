@@ -4,6 +4,7 @@
 package install
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -135,17 +136,24 @@ echo "--- version"; /usr/local/bin/cluster; echo "--- end"
 
 func TestDownloadVerifiesChecksum(t *testing.T) {
 	dir := t.TempDir()
-	good := fakeBinary(t, dir, "v1")
-	data, _ := os.ReadFile(good)
-	sum := sha256.Sum256(data)
+	// The release has the binary twice: plain, and xz-compressed (here a
+	// different stand-in, so the output tells which one was installed).
+	plain, _ := os.ReadFile(fakeBinary(t, dir, "v1"))
+	compressed := xzCompress(t, fakeBinary(t, dir, "v1-from-xz"))
+	line := func(data []byte, name string) string {
+		sum := sha256.Sum256(data)
+		return hex.EncodeToString(sum[:]) + "  " + name + "\n"
+	}
 	rel := filepath.Join(dir, "www", "download", "v1.0.0")
 	os.MkdirAll(rel, 0o755)
-	os.WriteFile(filepath.Join(rel, "cluster-amd64"), data, 0o755)
-	os.WriteFile(filepath.Join(rel, "sha256sum-amd64.txt"), []byte(hex.EncodeToString(sum[:])+"  cluster-amd64\n"), 0o644)
+	os.WriteFile(filepath.Join(rel, "cluster-amd64"), plain, 0o755)
+	os.WriteFile(filepath.Join(rel, "cluster-amd64.xz"), compressed, 0o644)
+	os.WriteFile(filepath.Join(rel, "sha256sum-amd64.txt"), []byte(line(plain, "cluster-amd64")+line(compressed, "cluster-amd64.xz")), 0o644)
 	bad := filepath.Join(dir, "www", "download", "v6.6.6")
 	os.MkdirAll(bad, 0o755)
 	os.WriteFile(filepath.Join(bad, "cluster-amd64"), []byte("tampered"), 0o755)
-	os.WriteFile(filepath.Join(bad, "sha256sum-amd64.txt"), []byte(hex.EncodeToString(sum[:])+"  cluster-amd64\n"), 0o644)
+	os.WriteFile(filepath.Join(bad, "cluster-amd64.xz"), xzCompressBytes(t, []byte("tampered")), 0o644)
+	os.WriteFile(filepath.Join(bad, "sha256sum-amd64.txt"), []byte(line(plain, "cluster-amd64")+line(compressed, "cluster-amd64.xz")), 0o644)
 
 	script := fmt.Sprintf(`
 /usr/bin/python3 -m http.server -b 127.0.0.1 18080 -d %s/www >/dev/null 2>&1 &
@@ -153,18 +161,44 @@ server=$!
 for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18080/ && break; sleep 0.1; done
 echo "--- bad"; INSTALL_CLUSTER_DOWNLOAD_URL=http://127.0.0.1:18080 INSTALL_CLUSTER_VERSION=v6.6.6 sh %[2]s 2>&1 && echo INSTALLED || echo "exit $?"; ls /usr/local/bin; echo "--- end"
 echo "--- good"; INSTALL_CLUSTER_DOWNLOAD_URL=http://127.0.0.1:18080 INSTALL_CLUSTER_VERSION=v1.0.0 INSTALL_CLUSTER_SKIP_START=true sh %[2]s 2>&1; /usr/local/bin/cluster; echo "--- end"
+for c in xz unxz; do p=$(command -v $c) && mount --bind /dev/null $p; done
+echo "--- bad without xz"; INSTALL_CLUSTER_DOWNLOAD_URL=http://127.0.0.1:18080 INSTALL_CLUSTER_VERSION=v6.6.6 sh %[2]s 2>&1 && echo INSTALLED || echo "exit $?"; echo "--- end"
+echo "--- good without xz"; INSTALL_CLUSTER_DOWNLOAD_URL=http://127.0.0.1:18080 INSTALL_CLUSTER_VERSION=v1.0.0 INSTALL_CLUSTER_SKIP_START=true sh %[2]s 2>&1; /usr/local/bin/cluster; echo "--- end"
 kill $server || true
 `, dir, installer)
 	out, err := inNamespace(t, script)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	badOut := section(out, "bad")
-	mustContain(t, "tampered download", badOut, "checksum mismatch", "exit 1")
-	if strings.Contains(badOut, "INSTALLED") || strings.Contains(badOut, "cluster-killall.sh") {
-		t.Errorf("a tampered binary was installed:\n%s", badOut)
+	for _, name := range []string{"bad", "bad without xz"} {
+		badOut := section(out, name)
+		mustContain(t, "tampered download", badOut, "checksum mismatch", "exit 1")
+		if strings.Contains(badOut, "INSTALLED") || strings.Contains(badOut, "cluster-killall.sh") {
+			t.Errorf("a tampered binary was installed (%s):\n%s", name, badOut)
+		}
 	}
-	mustContain(t, "good download", section(out, "good"), "installed /usr/local/bin/cluster", "cluster v1", "not starting cluster")
+	mustContain(t, "good download", section(out, "good"), "downloading cluster-amd64.xz", "installed /usr/local/bin/cluster", "cluster v1-from-xz", "not starting cluster")
+	mustContain(t, "good download without xz", section(out, "good without xz"), "downloading cluster-amd64 from", "cluster v1\n")
+}
+
+func xzCompress(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return xzCompressBytes(t, data)
+}
+
+func xzCompressBytes(t *testing.T, data []byte) []byte {
+	t.Helper()
+	cmd := exec.Command("xz", "-c")
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("xz: %v", err)
+	}
+	return out
 }
 
 func TestRefusals(t *testing.T) {
