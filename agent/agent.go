@@ -43,6 +43,13 @@ type Setup struct {
 	// components reach the servers through; 0 means none (the server's own
 	// node talks to its apiserver directly).
 	LBServerPort int
+	// BeforeKubelet, if set, runs (and must succeed) right before the
+	// kubelet starts. The server's own node needs it: upstream's CSI volume
+	// plugin keeps the node it serves in a package-level variable, which
+	// every Init overwrites, and the controller-manager's controllers Init
+	// it too (with no node). In one process the kubelet's Init must come
+	// last, or its CSINode never initializes and the node stays NotReady.
+	BeforeKubelet func(ctx context.Context) error
 }
 
 // StartNode joins the server and starts the node's components on mgr. A
@@ -106,6 +113,7 @@ func StartNode(ctx context.Context, mgr *component.Manager, s Setup) (string, er
 		KubeProxyArgs:  o.KubeProxyArgs,
 		APIServerURL:   apiURL,
 		Creds:          joined.Files,
+		BeforeKubelet:  s.BeforeKubelet,
 	})
 	if err != nil {
 		return "", err

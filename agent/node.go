@@ -57,6 +57,9 @@ type Node struct {
 	KubeProxyArgs  []string
 	APIServerURL   string
 	Creds          join.Files
+	// BeforeKubelet, if set, must return before the kubelet starts (the
+	// server's own node waits for its controller-manager; see Setup).
+	BeforeKubelet func(ctx context.Context) error
 }
 
 // Paths is the node's layout under <data-dir>.
@@ -174,6 +177,11 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		return err
 	}
 	kubeletArgs := kc.Args()
+	if n.BeforeKubelet != nil {
+		if err := n.BeforeKubelet(ctx); err != nil {
+			return err
+		}
+	}
 	daemons := []component.Component{&component.Runner{
 		ComponentName: "kubelet",
 		Run:           func(ctx context.Context) error { return embedded.RunKubelet(ctx, kubeletArgs) },

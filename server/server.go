@@ -7,12 +7,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -187,6 +190,9 @@ func Run(ctx context.Context, opts *options.Server) error {
 			Server:    cp.loopbackURL(),
 			Token:     serverToken,
 			DefaultIP: nodeIP,
+			BeforeKubelet: func(ctx context.Context) error {
+				return controllersBuilt(ctx, argPort(cmArgs, controllerManagerPort))
+			},
 		})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -199,6 +205,38 @@ func Run(ctx context.Context, opts *options.Server) error {
 	}
 
 	return mgr.Wait(ctx)
+}
+
+// controllersBuilt waits until the controller-manager has built its
+// controllers, which it reports by adding their health checks (all at once,
+// after the last one is built; the service-account token controller is
+// always among them). See agent.Setup.BeforeKubelet for why.
+func controllersBuilt(ctx context.Context, port int) error {
+	begin := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	client := insecureHealthClient()
+	err := component.Poll(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL(port)+"?verbose", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(body), "serviceaccount-token-controller") {
+			return errors.New("controllers not built yet")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for kube-controller-manager's controllers before starting the kubelet: %w", err)
+	}
+	log.Infof("kube-controller-manager's controllers are built (%s); the kubelet may start", time.Since(begin).Round(time.Millisecond))
+	return nil
 }
 
 // readToken returns a token given as a flag or in a file (at most one is set).
