@@ -60,6 +60,9 @@ func TestServerAndTwoAgents(t *testing.T) {
 	srvHost := c.hosts.AddHost("srv")
 	a1Host := c.hosts.AddHost("a1")
 	a2Host := c.hosts.AddHost("a2")
+	// Agents that must be refused run on a host of their own: on a node's
+	// host, the checks at start would refuse them first (ports in use).
+	xHost := c.hosts.AddHost("x")
 
 	srvArgs := []string{"server", "--data-dir", c.data("server", srvHost), "--config", c.emptyConfig(),
 		"--node-name", "server", "--write-kubeconfig", filepath.Join(c.dir, "admin.yaml"), "--agent-token", "agents-only"}
@@ -81,12 +84,12 @@ func TestServerAndTwoAgents(t *testing.T) {
 		{"expired bootstrap token", expiring, "unknown, deleted or expired"},
 	} {
 		t.Run("refused: "+tc.name, func(t *testing.T) {
-			c.refused(t, a2Host, tc.want, "--server", serverURL, "--token", tc.token, "--node-name", "refused")
+			c.refused(t, xHost, tc.want, "--server", serverURL, "--token", tc.token, "--node-name", "refused")
 		})
 	}
 	t.Run("unreachable server is waited for", func(t *testing.T) {
-		p := c.start(a2Host, "agent", "--server", "https://"+srvHost.IP+":1", "--token", serverToken,
-			"--data-dir", c.data("unreachable", a2Host), "--config", c.emptyConfig(), "--node-name", "waiting")
+		p := c.start(xHost, "agent", "--server", "https://"+srvHost.IP+":1", "--token", serverToken,
+			"--data-dir", c.data("unreachable", xHost), "--config", c.emptyConfig(), "--node-name", "waiting")
 		p.waitLog("waiting for server https://"+srvHost.IP+":1", time.Minute)
 		p.stop()
 	})
@@ -113,10 +116,10 @@ func TestServerAndTwoAgents(t *testing.T) {
 		if list := c.clusterCmd(kubeconfig, "token", "list"); strings.Contains(list, bootstrapID) {
 			t.Errorf("deleted token still listed:\n%s", list)
 		}
-		c.refused(t, a2Host, "unknown, deleted or expired", "--server", serverURL, "--token", bootstrap, "--node-name", "refused")
+		c.refused(t, xHost, "unknown, deleted or expired", "--server", serverURL, "--token", bootstrap, "--node-name", "refused")
 	})
 	t.Run("refused: node name taken", func(t *testing.T) {
-		c.refused(t, a2Host, `node name "agent-1" is taken by another node`, "--server", serverURL, "--token", serverToken, "--node-name", "agent-1")
+		c.refused(t, xHost, `node name "agent-1" is taken by another node`, "--server", serverURL, "--token", serverToken, "--node-name", "agent-1")
 	})
 	t.Run("refusals registered nothing", func(t *testing.T) {
 		if err := nodesReady(k, 3); err != nil {
