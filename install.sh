@@ -200,10 +200,11 @@ rm -rf /var/lib/cni /run/flannel
 for save in iptables-save ip6tables-save iptables-legacy-save; do
     restore=\$(echo "\$save" | sed 's/-save/-restore/')
     command -v "\$save" >/dev/null 2>&1 || continue
-    "\$save" | grep -v -E 'KUBE-|CNI-|FLANNEL|flannel|cluster' | "\$restore" 2>/dev/null
+    "\$save" | grep -v -E 'KUBE-|CNI-|FLANNEL|flannel|cluster|CLUSTER-NOLEAK' | "\$restore" 2>/dev/null
 done
+ip route flush proto 239 2>/dev/null
 if command -v nft >/dev/null 2>&1; then
-    for t in "ip kube-proxy" "ip6 kube-proxy" "ip flannel-ipv4" "ip6 flannel-ipv6"; do
+    for t in "ip kube-proxy" "ip6 kube-proxy" "ip flannel-ipv4" "ip6 flannel-ipv6" "ip cluster-noleak"; do
         nft delete table \$t 2>/dev/null
     done
 fi

@@ -106,6 +106,7 @@ func StartNode(ctx context.Context, mgr *component.Manager, s Setup) (string, er
 		Labels:         labels,
 		Taints:         o.NodeTaints,
 		ClusterCIDR:    cfg.ClusterCIDR,
+		ServiceCIDR:    cfg.ServiceCIDR,
 		ClusterDNS:     cfg.ClusterDNS,
 		ClusterDomain:  cfg.ClusterDomain,
 		FlannelBackend: cfg.FlannelBackend,

@@ -20,6 +20,7 @@ import (
 	"github.com/cluster-io/cluster/agent/images"
 	"github.com/cluster-io/cluster/agent/join"
 	"github.com/cluster-io/cluster/agent/kubelet"
+	"github.com/cluster-io/cluster/agent/noleak"
 	"github.com/cluster-io/cluster/component"
 	"github.com/cluster-io/cluster/embedded"
 	"github.com/cluster-io/cluster/internal/argv"
@@ -50,6 +51,7 @@ type Node struct {
 	Labels         []string
 	Taints         []string
 	ClusterCIDR    string
+	ServiceCIDR    string
 	ClusterDNS     string
 	ClusterDomain  string
 	FlannelBackend string
@@ -148,6 +150,25 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		return err
 	}
 	if err := importImages(ctx, p, binDir); err != nil {
+		return err
+	}
+	// Before any pod runs: nothing addressed to the cluster's networks
+	// may leave the node.
+	nl := noleak.Config{ServiceCIDR: n.ServiceCIDR, ClusterCIDR: n.ClusterCIDR, NFTables: ProxyMode(n.KubeProxyArgs) == "nftables"}
+	nlReady := make(chan struct{})
+	if err := mgr.Start(ctx, &component.Runner{
+		ComponentName: "noleak",
+		Run:           func(ctx context.Context) error { return noleak.Run(ctx, nl, nlReady) },
+		ReadyFunc: func(ctx context.Context) error {
+			select {
+			case <-nlReady:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+		StopTimeout: 5 * time.Second,
+	}); err != nil {
 		return err
 	}
 

@@ -15,9 +15,10 @@ import (
 // (so a node restarted on it finds its mounts, as on a real machine), with
 // sysfs for its network namespace and the machine's cgroup tree.
 //
-// Nothing leaves the machine: the hosts' default route points at an address
-// nobody holds, and the machine drops whatever the bridge would forward
-// elsewhere.
+// Nothing leaves the machine: the hosts' default route points at the
+// machine's end of the bridge, which drops whatever it would forward
+// elsewhere and counts it (Leaked), so a test can assert that a node sent
+// nothing off its network.
 type Network struct {
 	t      *testing.T
 	prefix string
@@ -25,6 +26,8 @@ type Network struct {
 	bridge string
 	runDir string // /run/<prefix>: the hosts' mount namespace files
 	hosts  []*Host
+	// leakBase is the counter after the self-check in the first AddHost.
+	leakBase int
 }
 
 // Host is one test host.
@@ -54,6 +57,7 @@ ip addr add %[2]s.1/24 dev %[1]s
 ip link set %[1]s up
 iptables -w -I FORWARD 1 -i %[1]s ! -o %[1]s -j DROP
 iptables -w -I FORWARD 1 -i %[1]s -o %[1]s -j ACCEPT
+iptables -w -t raw -I PREROUTING 1 -i %[1]s ! -d %[2]s.0/24 -m comment --comment %[1]s-leak
 mkdir -p %[3]s
 mount --bind %[3]s %[3]s
 mount --make-private %[3]s
@@ -77,12 +81,29 @@ ip link set %[2]s master %[3]s up
 ip -n %[1]s addr add %[4]s/24 dev eth0
 ip -n %[1]s link set eth0 up
 ip -n %[1]s link set lo up
-ip -n %[1]s route add default via %[5]s.254
+ip -n %[1]s route add default via %[5]s.1
 touch %[6]s
 unshare --mount=%[6]s --propagation private nsenter --net=/run/netns/%[1]s sh -c 'mount -t sysfs sysfs /sys && mount --rbind %[7]s/cgroup /sys/fs/cgroup'
 `, h.Name, veth, n.bridge, h.IP, n.subnet, h.mntNS, n.runDir))
 	n.hosts = append(n.hosts, h)
+	if len(n.hosts) == 1 {
+		n.checkLeakCounter(h)
+	}
 	return h
+}
+
+// checkLeakCounter proves the leak counter counts: one UDP packet to a
+// documentation address (TEST-NET-2), which the machine drops, must show.
+func (n *Network) checkLeakCounter(h *Host) {
+	n.t.Helper()
+	if out, err := h.Command("bash", "-c", "echo probe > /dev/udp/198.51.100.1/9").CombinedOutput(); err != nil {
+		n.t.Fatalf("send the leak probe: %v\n%s", err, out)
+	}
+	got, err := n.Leaked()
+	if err != nil || got != 1 {
+		n.t.Fatalf("the leak counter saw %d packets of the probe, want 1 (%v)", got, err)
+	}
+	n.leakBase = 1
 }
 
 // Command runs name with args on the host (its network and mount namespaces).
@@ -100,6 +121,23 @@ func (h *Host) Mounts(dir string) []string {
 		}
 	}
 	return found
+}
+
+// Leaked is how many packets the hosts sent to the machine for addresses
+// outside their network: what a node would have sent off the machine.
+func (n *Network) Leaked() (int, error) {
+	out, err := exec.Command("iptables", "-w", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n").Output()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, n.bridge+"-leak") {
+			var packets int
+			_, err := fmt.Sscan(line, &packets)
+			return packets - n.leakBase, err
+		}
+	}
+	return 0, fmt.Errorf("no %s-leak counter in the raw table", n.bridge)
 }
 
 func (n *Network) sh(script string) {
@@ -120,6 +158,7 @@ done
 ip link del %[2]s 2>/dev/null
 while iptables -w -D FORWARD -i %[2]s ! -o %[2]s -j DROP 2>/dev/null; do :; done
 while iptables -w -D FORWARD -i %[2]s -o %[2]s -j ACCEPT 2>/dev/null; do :; done
+iptables -w -t raw -S PREROUTING | grep -- '--comment %[2]s-leak' | sed 's/^-A/-D/' | while read -r rule; do eval iptables -w -t raw "$rule"; done
 if mountpoint -q %[3]s/cgroup; then umount -R %[3]s/cgroup; fi
 if mountpoint -q %[3]s; then umount %[3]s; fi
 rm -rf %[3]s

@@ -96,7 +96,8 @@ func TestServerAndTwoAgents(t *testing.T) {
 
 	begin := time.Now()
 	a1 := c.start(a1Host, "agent", "--server", serverURL, "--token-file", tokenFile,
-		"--data-dir", c.data("agent-1", a1Host), "--config", c.emptyConfig(), "--node-name", "agent-1", "--node-label", "tier=edge")
+		"--data-dir", c.data("agent-1", a1Host), "--config", c.emptyConfig(), "--node-name", "agent-1", "--node-label", "tier=edge",
+		"--kube-proxy-arg", "proxy-mode=nftables") // the server and agent-2 use iptables mode
 	bootstrap := c.clusterCmd(kubeconfig, "token", "create", "--description", "for-agent-2")
 	bootstrapID := bootstrap[strings.LastIndex(bootstrap, ":")+1:][:6]
 	if list := c.clusterCmd(kubeconfig, "token", "list"); !strings.Contains(list, bootstrapID) || !strings.Contains(list, "for-agent-2") || strings.Contains(list, bootstrap[len(bootstrap)-16:]) {
@@ -184,6 +185,46 @@ func TestServerAndTwoAgents(t *testing.T) {
 				}
 				return nil
 			})
+		}
+	})
+	t.Run("addresses no one serves are refused on the node, and nothing leaves it", func(t *testing.T) {
+		unserved := map[string]string{
+			"an unused service IP":             "http://10.43.200.200:80/",
+			"a service IP on an unused port":   "http://" + svc.Spec.ClusterIP + ":81/",
+			"a pod IP in no node's pod subnet": "http://10.42.200.5:8080/",
+		}
+		// The server's node runs kube-proxy in iptables mode, agent-1's in nftables mode.
+		for _, node := range []struct {
+			name string
+			host *harness.Host
+		}{{"server", srvHost}, {"agent-1", a1Host}} {
+			for what, url := range unserved {
+				begin := time.Now()
+				out, err := node.host.Command("curl", "-sS", "-m", "5", url).CombinedOutput()
+				if took := time.Since(begin); err == nil || took > time.Second {
+					t.Errorf("%s's host → %s (%s): %v after %s, want a refusal within 1s: %s", node.name, what, url, err, took.Round(time.Millisecond), out)
+				}
+				pod := nodeOf[node.name]
+				out2, err := c.kubectl(kubeconfig, "exec", pod.Name, "--", "/webapp", "get", url)
+				if err == nil || !refusedFast(out2) {
+					t.Errorf("pod on %s → %s (%s): %v, want a refusal within 1s: %s", node.name, what, url, err, out2)
+				}
+			}
+			// No DNS serves the cluster DNS address yet: a lookup is refused at once.
+			out, err := c.kubectl(kubeconfig, "exec", nodeOf[node.name].Name, "--", "/webapp", "lookup", "web.default.svc.cluster.local")
+			if err == nil || !refusedFast(out) || !strings.Contains(out, "connection refused") {
+				t.Errorf("DNS lookup from a pod on %s: %v, want 'connection refused' within 1s: %s", node.name, err, out)
+			}
+			// iptables mode: our chain; nftables mode: our table.
+			rules, _ := node.host.Command("iptables", "-w", "-L", "CLUSTER-NOLEAK", "-v", "-x", "-n").CombinedOutput()
+			table, _ := node.host.Command("nft", "list", "table", "ip", "cluster-noleak").CombinedOutput()
+			rules = append(rules, table...)
+			if rejected := rejectedPackets(string(rules)); rejected == 0 {
+				t.Errorf("%s: the rejecting rules counted no packet:\n%s", node.name, rules)
+			}
+		}
+		if leaked, err := c.hosts.Leaked(); err != nil || leaked != 0 {
+			t.Errorf("%d packets left the nodes for addresses off their network (%v)", leaked, err)
 		}
 	})
 	onAgent := nodeOf["agent-1"]
@@ -519,6 +560,18 @@ func (c *cluster) cleanup() {
 		if m := h.Mounts(d); len(m) > 0 {
 			c.t.Errorf("mounts left on %s after kill-all: %v", h.Name, m)
 		}
+		if _, err := os.Stat(filepath.Join(d, "data", "current")); err != nil {
+			continue // no node ran there
+		}
+		if rules, _ := h.Command("iptables-save").Output(); strings.Contains(string(rules), "CLUSTER-NOLEAK") || strings.Contains(string(rules), "KUBE-") {
+			c.t.Errorf("firewall rules left on %s after kill-all:\n%s", h.Name, rules)
+		}
+		if tables, _ := h.Command("nft", "list", "tables").Output(); strings.Contains(string(tables), "cluster-noleak") || strings.Contains(string(tables), "kube-proxy") {
+			c.t.Errorf("nftables tables left on %s after kill-all:\n%s", h.Name, tables)
+		}
+		if routes, _ := h.Command("ip", "route", "show", "proto", "239").Output(); len(strings.TrimSpace(string(routes))) > 0 {
+			c.t.Errorf("routes left on %s after kill-all: %s", h.Name, routes)
+		}
 	}
 	os.RemoveAll(c.dir)
 }
@@ -642,4 +695,34 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// refusedFast reports whether webapp's failure output says it failed within
+// a second ("failed after Nms: …").
+func refusedFast(out string) bool {
+	_, rest, ok := strings.Cut(out, "failed after ")
+	if !ok {
+		return false
+	}
+	ms, _, _ := strings.Cut(rest, "ms")
+	n, err := strconv.Atoi(ms)
+	return err == nil && n < 1000
+}
+
+// rejectedPackets sums the packet counters of rejecting rules in
+// `iptables -L -v -x` and `nft list table` output.
+func rejectedPackets(listing string) int {
+	total := 0
+	for _, line := range strings.Split(listing, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[2] == "REJECT" {
+			n, _ := strconv.Atoi(f[0])
+			total += n
+		}
+		if i := slices.Index(f, "packets"); i > 0 && i+1 < len(f) && slices.Contains(f, "reject") {
+			n, _ := strconv.Atoi(f[i+1])
+			total += n
+		}
+	}
+	return total
 }

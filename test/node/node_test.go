@@ -296,6 +296,12 @@ func (n *node) cleanup() {
 	if mounts, _ := os.ReadFile("/proc/self/mounts"); bytes.Contains(mounts, []byte(n.dataDir+"/")) {
 		n.t.Errorf("mounts left under %s after kill-all", n.dataDir)
 	}
+	if rules, _ := exec.Command("iptables-save").Output(); bytes.Contains(rules, []byte("CLUSTER-NOLEAK")) {
+		n.t.Errorf("the node's no-leak rules are left after kill-all")
+	}
+	if routes, _ := exec.Command("ip", "route", "show", "proto", "239").Output(); len(bytes.TrimSpace(routes)) > 0 {
+		n.t.Errorf("the node's unreachable route is left after kill-all: %s", routes)
+	}
 	if n.t.Failed() {
 		n.t.Logf("server log:\n%s", harness.Tail(n.log.String(), 80))
 	}

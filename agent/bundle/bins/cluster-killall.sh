@@ -38,10 +38,12 @@ for link in cni0 flannel.1; do ip link delete "$link" 2>/dev/null; done
 for save in iptables-save ip6tables-save; do
     command -v "$save" >/dev/null 2>&1 || continue
     restore=$(echo "$save" | sed 's/-save$/-restore/')
-    "$save" | grep -v -E 'KUBE-|CNI-|FLANNEL|flanneld' | "$restore" 2>/dev/null
+    "$save" | grep -v -E 'KUBE-|CNI-|FLANNEL|flanneld|CLUSTER-NOLEAK' | "$restore" 2>/dev/null
 done
+# The unreachable route for the pod network (agent/noleak marks its routes).
+ip route flush proto 239 2>/dev/null
 if command -v nft >/dev/null 2>&1; then
-    for table in "ip kube-proxy" "ip6 kube-proxy" "ip flannel-ipv4" "ip6 flannel-ipv6"; do
+    for table in "ip kube-proxy" "ip6 kube-proxy" "ip flannel-ipv4" "ip6 flannel-ipv6" "ip cluster-noleak"; do
         # shellcheck disable=SC2086 # "family name" is two words on purpose
         nft delete table $table 2>/dev/null
     done

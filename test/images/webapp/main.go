@@ -1,20 +1,27 @@
 // Command webapp is the tiny test workload: `webapp` serves "hello from
-// <hostname>" on :8080; `webapp get URL` fetches a URL (for pod-to-service
-// checks from inside a pod, where there is no shell or wget).
+// <hostname>" on :8080; `webapp get URL` fetches a URL and `webapp lookup
+// NAME` resolves a name (for checks from inside a pod, where there is no
+// shell or wget). Their failures say how long they took.
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "get" {
 		os.Exit(get(os.Args[2]))
+	}
+	if len(os.Args) == 3 && os.Args[1] == "lookup" {
+		os.Exit(lookup(os.Args[2]))
 	}
 	host, _ := os.Hostname()
 	addr := ":8080"
@@ -31,9 +38,10 @@ func main() {
 
 func get(url string) int {
 	c := &http.Client{Timeout: 5 * time.Second}
+	begin := time.Now()
 	resp, err := c.Get(url)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintf(os.Stderr, "failed after %dms: %v\n", time.Since(begin).Milliseconds(), err)
 		return 1
 	}
 	defer resp.Body.Close()
@@ -45,5 +53,16 @@ func get(url string) int {
 		fmt.Fprintln(os.Stderr, resp.Status)
 		return 1
 	}
+	return 0
+}
+
+func lookup(name string) int {
+	begin := time.Now()
+	addrs, err := net.DefaultResolver.LookupHost(context.Background(), name)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "failed after %dms: %v\n", time.Since(begin).Milliseconds(), err)
+		return 1
+	}
+	fmt.Println(strings.Join(addrs, " "))
 	return 0
 }
