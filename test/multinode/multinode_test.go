@@ -227,6 +227,50 @@ func TestServerAndTwoAgents(t *testing.T) {
 			t.Errorf("%d packets left the nodes for addresses off their network (%v)", leaked, err)
 		}
 	})
+	t.Run("hairpin and session affinity still work in both proxy modes", func(t *testing.T) {
+		sticky, err := k.CoreV1().Services("default").Create(context.Background(), &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "web-sticky"},
+			Spec: corev1.ServiceSpec{
+				Selector:        map[string]string{"app": "web"},
+				Ports:           []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}},
+				SessionAffinity: corev1.ServiceAffinityClientIP,
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, node := range []struct {
+			name string
+			host *harness.Host
+		}{{"server", srvHost}, {"agent-1", a1Host}} {
+			seen := map[string]bool{}
+			harness.WaitFor(t, time.Minute, "answers through the ClientIP-affinity service on "+node.name, func() error {
+				for i := 0; i < 8; i++ {
+					out, err := node.host.Command("curl", "-sf", "-m", "3", "http://"+sticky.Spec.ClusterIP+"/").Output()
+					if err != nil {
+						return fmt.Errorf("curl: %v", err)
+					}
+					seen[strings.TrimSpace(string(out))] = true
+				}
+				return nil
+			})
+			if len(seen) != 1 {
+				t.Errorf("%s's host: session affinity broken, answers from %v", node.name, seen)
+			}
+			// Hairpin: a pod reaches itself through its own Service.
+			self := nodeOf[node.name]
+			harness.WaitFor(t, time.Minute, "a pod on "+node.name+" answered by itself through the Service", func() error {
+				out, err := c.kubectl(kubeconfig, "exec", self.Name, "--", "/webapp", "get", "http://"+svc.Spec.ClusterIP+"/")
+				if err != nil {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				if strings.TrimSpace(out) != "hello from "+self.Name {
+					return fmt.Errorf("answered by %q", strings.TrimSpace(out))
+				}
+				return nil
+			})
+		}
+	})
 	onAgent := nodeOf["agent-1"]
 	t.Run("logs, exec and port-forward on an agent's pod", func(t *testing.T) {
 		if out, err := c.kubectl(kubeconfig, "logs", onAgent.Name); err != nil || !strings.Contains(out, "listening on :8080") {
