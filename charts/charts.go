@@ -1,16 +1,56 @@
-// Package charts holds the manifests the server applies at every start
-// (server-side apply, so a user's own fields survive): the RBAC our node
-// components need, and later the packaged system components.
+// Package charts holds the manifests the server brings: the RBAC its node
+// components and join API need, and the packaged components. At every
+// start they are written to <data-dir>/server/manifests, where the deploy
+// controller (server/deploy) applies them like any file a user drops there.
 package charts
 
 import (
+	"bytes"
 	"embed"
+	"errors"
+	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
+
+	"github.com/cluster-io/cluster/internal/fileutil"
 )
 
 //go:embed *.yaml
 var files embed.FS
+
+// Components are the packaged components --disable turns off (k3s's names),
+// with their files. A name without a file is accepted, so that a k3s
+// configuration works, but there is nothing to turn off yet.
+var Components = map[string]string{
+	"coredns":        "coredns.yaml",
+	"local-storage":  "",
+	"servicelb":      "",
+	"metrics-server": "",
+}
+
+// ComponentNames lists the names --disable accepts.
+func ComponentNames() []string {
+	var names []string
+	for n := range Components {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ValidateDisable checks --disable values.
+func ValidateDisable(names []string) error {
+	for _, n := range names {
+		if _, ok := Components[n]; !ok {
+			return fmt.Errorf("--disable %q: want one of %s", n, strings.Join(ComponentNames(), ", "))
+		}
+	}
+	return nil
+}
 
 // Manifest is one embedded file.
 type Manifest struct {
@@ -34,4 +74,50 @@ func All() ([]Manifest, error) {
 		out = append(out, Manifest{Name: n, Data: b})
 	}
 	return out, nil
+}
+
+// Write puts the embedded manifests into dir, with vars (such as
+// %{CLUSTER_DNS}%) filled in, and removes the files of disabled components
+// (the deploy controller then removes their objects). The user's own files
+// are left alone.
+func Write(dir string, disabled []string, vars map[string]string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	ms, err := All()
+	if err != nil {
+		return err
+	}
+	off := map[string]bool{}
+	for _, d := range disabled {
+		if f := Components[d]; f != "" {
+			off[f] = true
+		}
+	}
+	for _, m := range ms {
+		path := filepath.Join(dir, m.Name)
+		if off[m.Name] {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			continue
+		}
+		data := m.Data
+		for k, v := range vars {
+			data = bytes.ReplaceAll(data, []byte("%{"+k+"}%"), []byte(v))
+		}
+		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+			continue
+		}
+		if err := fileutil.WriteAtomic(path, data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Packaged reports whether name is one of the embedded files.
+func Packaged(name string) bool {
+	ms, _ := All()
+	return slices.ContainsFunc(ms, func(m Manifest) bool { return m.Name == name })
 }

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/cluster-io/cluster/agent"
+	"github.com/cluster-io/cluster/charts"
 	"github.com/cluster-io/cluster/component"
 	"github.com/cluster-io/cluster/datastore"
 	"github.com/cluster-io/cluster/embedded"
@@ -177,7 +178,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
 		return err
 	}
-	if err := applyCharts(ctx, cp.p.adminKubeconfig); err != nil {
+	if err := startDeploy(ctx, mgr, opts, serverDir, cp.p.adminKubeconfig); err != nil {
 		return err
 	}
 	log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
@@ -291,16 +292,25 @@ func newSupervisor(cp controlPlane, opts *options.Server, serverToken, agentToke
 	}, nil
 }
 
-// applyCharts applies the embedded manifests as the admin.
-func applyCharts(ctx context.Context, adminKubeconfig string) error {
+// startDeploy writes the packaged manifests into the manifests folder,
+// applies the folder once (the server's own files must apply: the node
+// joins through the RBAC they hold), then keeps applying it in the
+// background.
+func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, serverDir, adminKubeconfig string) error {
+	dir := filepath.Join(serverDir, "manifests")
+	vars := map[string]string{"CLUSTER_DNS": opts.ClusterDNS, "CLUSTER_DOMAIN": opts.ClusterDomain}
+	if err := charts.Write(dir, opts.Disable, vars); err != nil {
+		return fmt.Errorf("manifests: %w", err)
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", adminKubeconfig)
 	if err != nil {
-		return fmt.Errorf("charts: %w", err)
+		return fmt.Errorf("manifests: %w", err)
 	}
-	if err := deploy.Apply(ctx, cfg); err != nil {
-		return fmt.Errorf("charts: %w", err)
+	ctrl := &deploy.Controller{Dir: dir, Config: cfg, Required: charts.Packaged}
+	if err := ctrl.Sync(ctx); err != nil {
+		return fmt.Errorf("manifests: %w", err)
 	}
-	return nil
+	return mgr.Start(ctx, &component.Runner{ComponentName: "deploy", Run: ctrl.Run, StopTimeout: 5 * time.Second})
 }
 
 // writeControlPlaneFiles writes the component kubeconfigs and the

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	agentoptions "github.com/cluster-io/cluster/agent/options"
+	"github.com/cluster-io/cluster/charts"
 	"github.com/cluster-io/cluster/internal/cliopts"
 )
 
@@ -56,6 +57,7 @@ type Server struct {
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
 	DisableAgent        bool
+	Disable             []string
 	FlannelBackend      string
 	Debug               bool
 	agentoptions.Node
@@ -85,6 +87,7 @@ func (o *Server) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.WriteKubeconfig, "write-kubeconfig", "o", DefaultKubeconfig, "Write the admin kubeconfig to this file")
 	fs.StringVar(&o.WriteKubeconfigMode, "write-kubeconfig-mode", DefaultKubeconfigMode, "File mode of the admin kubeconfig, octal (e.g. 0644)")
 	fs.BoolVar(&o.DisableAgent, "disable-agent", false, "Do not run the node (containerd, kubelet, …) in this process")
+	fs.StringSliceVar(&o.Disable, "disable", nil, "Packaged components not to deploy (and to remove if deployed): "+strings.Join(charts.ComponentNames(), ", "))
 	fs.StringVar(&o.FlannelBackend, "flannel-backend", "vxlan", "Pod network backend of every node: "+strings.Join(FlannelBackends, ", ")+" (none: bring your own CNI)")
 	o.Node.AddFlags(fs)
 	fs.BoolVar(&o.Debug, "debug", false, "Debug logging")
@@ -148,6 +151,9 @@ func (o *Server) Validate() error {
 		}
 	}
 	if err := o.Node.Validate(); err != nil {
+		return err
+	}
+	if err := charts.ValidateDisable(o.Disable); err != nil {
 		return err
 	}
 	if !slices.Contains(FlannelBackends, o.FlannelBackend) {
