@@ -112,6 +112,7 @@ func StartNode(ctx context.Context, mgr *component.Manager, s Setup) (string, er
 		FlannelBackend: cfg.FlannelBackend,
 		KubeletArgs:    o.KubeletArgs,
 		KubeProxyArgs:  o.KubeProxyArgs,
+		ResolvConf:     o.ResolvConf,
 		APIServerURL:   apiURL,
 		Creds:          joined.Files,
 		BeforeKubelet:  s.BeforeKubelet,

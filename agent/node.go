@@ -30,9 +30,6 @@ import (
 
 var log = logging.For("agent")
 
-// PauseImage is the sandbox image the binary makes itself; nothing pulls it.
-const PauseImage = "localhost/cluster/pause:3.10"
-
 // Ports of the node daemons' loopback health endpoints.
 const (
 	kubeletHealthzPort   = 10248
@@ -57,6 +54,7 @@ type Node struct {
 	FlannelBackend string
 	KubeletArgs    []string
 	KubeProxyArgs  []string
+	ResolvConf     string // --resolv-conf; "" picks one (resolvConf)
 	APIServerURL   string
 	Creds          join.Files
 	// BeforeKubelet, if set, must return before the kubelet starts (the
@@ -183,7 +181,7 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		ClusterDNS:      n.ClusterDNS,
 		ClusterDomain:   n.ClusterDomain,
 		CgroupRoot:      cgroupRoot,
-		ResolvConf:      resolvConf(p),
+		ResolvConf:      resolvConf(p, n.ResolvConf),
 		HealthzPort:     kubeletHealthzPort,
 		Taints:          n.Taints,
 		Host:            host,
@@ -317,33 +315,53 @@ func writeCrictlConfig(p Paths) error {
 	return os.WriteFile(p.CrictlConfig, []byte(text), 0o644)
 }
 
-// importImages loads the pause image (made here from the bundled binary)
-// and every archive in the air-gap folder.
+// Images the node makes from its bundled binaries; nothing pulls them.
+const (
+	PauseImage   = "localhost/cluster/pause:3.10"
+	CoreDNSImage = "localhost/cluster/coredns:1.15.0"
+)
+
+// bundledImages are one-binary images made from the node bundle.
+var bundledImages = []struct{ name, binary, user string }{
+	{PauseImage, "pause", "65535:65535"},
+	// Port 53 as nobody: containerd allows unprivileged ports in pods.
+	{CoreDNSImage, "coredns", "65534:65534"},
+}
+
+// importImages makes the images of bundledImages (unless containerd has
+// them from the same binary already) and imports every archive in the
+// air-gap folder.
 func importImages(ctx context.Context, p Paths, binDir string) error {
-	begin := time.Now()
-	pause, err := os.ReadFile(filepath.Join(binDir, "pause"))
-	if err != nil {
-		return fmt.Errorf("pause image: %w", err)
-	}
-	var archive bytes.Buffer
-	err = images.WriteOCIArchive(&archive, images.Spec{
-		Name:       PauseImage,
-		Files:      []images.File{{Path: "/pause", Mode: 0o755, Data: pause}},
-		Entrypoint: []string{"/pause"},
-		User:       "65535:65535",
-	})
-	if err != nil {
-		return fmt.Errorf("pause image: %w", err)
-	}
 	im, err := containerd.NewImporter(p.ContainerdSocket)
 	if err != nil {
 		return err
 	}
 	defer im.Close()
-	if _, err := im.ImportBytes(ctx, archive.Bytes()); err != nil {
-		return fmt.Errorf("pause image: import: %w", err)
+	for _, b := range bundledImages {
+		begin := time.Now()
+		data, err := os.ReadFile(filepath.Join(binDir, b.binary))
+		if err != nil {
+			return fmt.Errorf("image %s: %w", b.name, err)
+		}
+		sum := sha256.Sum256(data)
+		made, err := im.ImportBuilt(ctx, b.name, hex.EncodeToString(sum[:]), func() ([]byte, error) {
+			log.Infof("making image %s from the bundled %s (%d MB)…", b.name, b.binary, len(data)>>20)
+			var archive bytes.Buffer
+			err := images.WriteOCIArchive(&archive, images.Spec{
+				Name:       b.name,
+				Files:      []images.File{{Path: "/" + b.binary, Mode: 0o755, Data: data}},
+				Entrypoint: []string{"/" + b.binary},
+				User:       b.user,
+			})
+			return archive.Bytes(), err
+		})
+		if err != nil {
+			return fmt.Errorf("image %s: %w", b.name, err)
+		}
+		if made {
+			log.Infof("image %s ready (%s)", b.name, time.Since(begin).Round(time.Millisecond))
+		}
 	}
-	log.Infof("pause image %s ready (%s)", PauseImage, time.Since(begin).Round(time.Millisecond))
 	if err := os.MkdirAll(p.Images, 0o755); err != nil {
 		return err
 	}
@@ -370,9 +388,15 @@ func shimSocketDir(dataDir string) string {
 	return "/run/cluster/" + hex.EncodeToString(sum[:])[:12] + "/s"
 }
 
-// resolvConf is the host's resolv.conf unless it names a loopback resolver
-// (systemd-resolved's 127.0.0.53), which pods cannot reach.
-func resolvConf(p Paths) string {
+// resolvConf is --resolv-conf, or the host's resolv.conf unless it names a
+// loopback resolver (systemd-resolved's 127.0.0.53), which pods cannot reach.
+func resolvConf(p Paths, given string) string {
+	if given != "" {
+		if abs, err := filepath.Abs(given); err == nil {
+			return abs
+		}
+		return given
+	}
 	const host = "/etc/resolv.conf"
 	b, err := os.ReadFile(host)
 	if err != nil || !strings.Contains(string(b), "nameserver 127.") {

@@ -3,17 +3,18 @@ package bundle
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func archiveOf(t *testing.T, names []string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw, _ := zstd.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
 	for _, n := range names {
 		tw.WriteHeader(&tar.Header{Name: "./" + n, Mode: 0o755, Size: int64(len(n)), Typeflag: tar.TypeReg})

@@ -49,6 +49,35 @@ func (im *Importer) Close() error { return im.client.Close() }
 // Import reads one archive and unpacks its images for the CRI snapshotter;
 // it returns the image names.
 func (im *Importer) Import(ctx context.Context, r io.Reader) ([]string, error) {
+	return im.importWithLabels(ctx, r, importLabels)
+}
+
+// sourceLabel records what a node-made image was made from.
+const sourceLabel = "cluster.io/source"
+
+// ImportBuilt makes sure image name, made from source (for example the
+// hash of the binary in it), is present: when containerd has it with that
+// source already, nothing is done (made is false); otherwise build makes
+// the archive, which is imported.
+func (im *Importer) ImportBuilt(ctx context.Context, name, source string, build func() ([]byte, error)) (made bool, err error) {
+	if img, err := im.client.ImageService().Get(ctx, name); err == nil && img.Labels[sourceLabel] == source {
+		return false, nil
+	}
+	archive, err := build()
+	if err != nil {
+		return false, err
+	}
+	labels := map[string]string{sourceLabel: source}
+	for k, v := range importLabels {
+		labels[k] = v
+	}
+	if _, err := im.importWithLabels(ctx, bytes.NewReader(archive), labels); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (im *Importer) importWithLabels(ctx context.Context, r io.Reader, labels map[string]string) ([]string, error) {
 	c := im.client
 	// One lease over import and unpack, so garbage collection cannot take
 	// the blobs in between.
@@ -60,7 +89,7 @@ func (im *Importer) Import(ctx context.Context, r io.Reader) ([]string, error) {
 
 	imgs, err := c.Import(ctx, r,
 		client.WithImageRefTranslator(fullName),
-		client.WithImageLabels(importLabels),
+		client.WithImageLabels(labels),
 	)
 	if err != nil {
 		return nil, err
@@ -169,10 +198,4 @@ func (im *Importer) ImportDir(ctx context.Context, dir string) error {
 	}
 	b, _ := json.MarshalIndent(record, "", "  ")
 	return os.WriteFile(recordPath, b, 0o600)
-}
-
-// ImportBytes imports an archive held in memory (the pause image; small
-// enough to import at every start, so a new build's pause always wins).
-func (im *Importer) ImportBytes(ctx context.Context, archive []byte) ([]string, error) {
-	return im.Import(ctx, bytes.NewReader(archive))
 }

@@ -180,7 +180,7 @@ func layerTarGz(files []File) ([]byte, digest.Digest, error) {
 	}
 	sum := sha256.Sum256(raw.Bytes())
 	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed) // made at start; speed matters more than size
 	zw.ModTime = epoch
 	if _, err := zw.Write(raw.Bytes()); err != nil {
 		return nil, "", err

@@ -6,6 +6,7 @@ package options
 import (
 	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -23,6 +24,7 @@ type Node struct {
 	NodeTaints     []string
 	KubeletArgs    []string
 	KubeProxyArgs  []string
+	ResolvConf     string
 }
 
 // AddFlags registers the node flags.
@@ -32,6 +34,7 @@ func (n *Node) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&n.NodeExternalIP, "node-external-ip", "", "IPv4 external address to advertise for the node")
 	fs.StringArrayVar(&n.NodeLabels, "node-label", nil, "Label to register the node with, key=value (repeatable)")
 	fs.StringArrayVar(&n.NodeTaints, "node-taint", nil, "Taint to register the node with, key=value:Effect (repeatable)")
+	fs.StringVar(&n.ResolvConf, "resolv-conf", "", "resolv.conf for the kubelet: the DNS servers of pods with dnsPolicy Default, and so of CoreDNS for names outside the cluster (default: the host's, unless it names a loopback resolver)")
 	fs.StringArrayVar(&n.KubeletArgs, "kubelet-arg", nil, "Extra flag for kubelet, as name=value (repeatable)")
 	fs.StringArrayVar(&n.KubeProxyArgs, "kube-proxy-arg", nil, "Extra flag for kube-proxy, as name=value (repeatable; proxy-mode=nftables selects nftables)")
 }
@@ -78,6 +81,11 @@ func (n *Node) Validate() error {
 		}
 		if errs := validation.IsQualifiedName(key); len(errs) > 0 {
 			return fmt.Errorf("--node-taint %q: key: %s", t, strings.Join(errs, "; "))
+		}
+	}
+	if n.ResolvConf != "" {
+		if st, err := os.Stat(n.ResolvConf); err != nil || st.IsDir() {
+			return fmt.Errorf("--resolv-conf %q: not a readable file", n.ResolvConf)
 		}
 	}
 	for flag, args := range map[string][]string{"--kubelet-arg": n.KubeletArgs, "--kube-proxy-arg": n.KubeProxyArgs} {

@@ -72,6 +72,7 @@ func TestBadInput(t *testing.T) {
 		{"node label", []string{"--node-label", "role"}, nil, `--node-label "role": want key=value`},
 		{"node taint", []string{"--node-taint", "k=v:Maybe"}, nil, "--node-taint"},
 		{"flannel backend", []string{"--flannel-backend", "wireguard"}, nil, `--flannel-backend "wireguard"`},
+		{"disable unknown component", []string{"--disable", "traefik"}, nil, `--disable "traefik": want one of coredns, local-storage, metrics-server, servicelb`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -63,9 +63,16 @@ func TestServerAndTwoAgents(t *testing.T) {
 	// Agents that must be refused run on a host of their own: on a node's
 	// host, the checks at start would refuse them first (ports in use).
 	xHost := c.hosts.AddHost("x")
+	// The nodes' "outside" resolver: a test DNS server on the machine's end
+	// of the bridge, passed with --resolv-conf (CoreDNS forwards to it).
+	outside := harness.StartDNS(t, "10.99.0.1", map[string]string{"www.example.test": "10.99.0.77"})
+	resolvConf := filepath.Join(c.dir, "resolv.conf")
+	if err := os.WriteFile(resolvConf, []byte("nameserver 10.99.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	srvArgs := []string{"server", "--data-dir", c.data("server", srvHost), "--config", c.emptyConfig(),
-		"--node-name", "server", "--write-kubeconfig", filepath.Join(c.dir, "admin.yaml"), "--agent-token", "agents-only"}
+		"--node-name", "server", "--write-kubeconfig", filepath.Join(c.dir, "admin.yaml"), "--agent-token", "agents-only", "--resolv-conf", resolvConf}
 	srv := c.start(srvHost, srvArgs...)
 	srv.waitLog("started in", 3*time.Minute)
 	kubeconfig := c.hostKubeconfig(srvHost)
@@ -97,14 +104,14 @@ func TestServerAndTwoAgents(t *testing.T) {
 	begin := time.Now()
 	a1 := c.start(a1Host, "agent", "--server", serverURL, "--token-file", tokenFile,
 		"--data-dir", c.data("agent-1", a1Host), "--config", c.emptyConfig(), "--node-name", "agent-1", "--node-label", "tier=edge",
-		"--kube-proxy-arg", "proxy-mode=nftables") // the server and agent-2 use iptables mode
+		"--kube-proxy-arg", "proxy-mode=nftables", "--resolv-conf", resolvConf) // the server and agent-2 use iptables mode
 	bootstrap := c.clusterCmd(kubeconfig, "token", "create", "--description", "for-agent-2")
 	bootstrapID := bootstrap[strings.LastIndex(bootstrap, ":")+1:][:6]
 	if list := c.clusterCmd(kubeconfig, "token", "list"); !strings.Contains(list, bootstrapID) || !strings.Contains(list, "for-agent-2") || strings.Contains(list, bootstrap[len(bootstrap)-16:]) {
 		t.Errorf("cluster token list shows no %s (or shows its secret):\n%s", bootstrapID, list)
 	}
 	a2Args := []string{"agent", "--server", serverURL, "--token", bootstrap,
-		"--data-dir", c.data("agent-2", a2Host), "--config", c.emptyConfig(), "--node-name", "agent-2"}
+		"--data-dir", c.data("agent-2", a2Host), "--config", c.emptyConfig(), "--node-name", "agent-2", "--resolv-conf", resolvConf}
 	a2 := c.start(a2Host, a2Args...)
 	harness.WaitFor(t, 3*time.Minute, "3 nodes Ready", func() error { return nodesReady(k, 3) })
 	t.Logf("agents Ready %.1fs after their start", time.Since(begin).Seconds())
@@ -187,6 +194,49 @@ func TestServerAndTwoAgents(t *testing.T) {
 			})
 		}
 	})
+	t.Run("every kube-system pod is Ready", func(t *testing.T) {
+		harness.WaitFor(t, 2*time.Minute, "kube-system pods Ready", func() error { return podsReady(k, "kube-system") })
+	})
+	t.Run("DNS from pods on every node", func(t *testing.T) {
+		headless, err := k.CoreV1().Services("default").Create(context.Background(), &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "web-headless"},
+			Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 8080}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var podIPs []string
+		for _, p := range pods {
+			podIPs = append(podIPs, p.Status.PodIP)
+		}
+		sort.Strings(podIPs)
+		before := outside.Queries()
+		for _, node := range []string{"server", "agent-1", "agent-2"} {
+			pod := nodeOf[node].Name
+			for name, want := range map[string][]string{
+				"kubernetes.default":                         {"10.43.0.1"},
+				"web.default.svc.cluster.local":              {svc.Spec.ClusterIP},
+				headless.Name + ".default.svc.cluster.local": podIPs,
+				"www.example.test":                           {"10.99.0.77"},
+			} {
+				harness.WaitFor(t, time.Minute, "lookup of "+name+" from a pod on "+node, func() error {
+					out, err := c.kubectl(kubeconfig, "exec", pod, "--", "/webapp", "lookup", name)
+					if err != nil {
+						return fmt.Errorf("%v: %s", err, out)
+					}
+					got := strings.Fields(out)
+					sort.Strings(got)
+					if !slices.Equal(got, want) {
+						return fmt.Errorf("got %v, want %v", got, want)
+					}
+					return nil
+				})
+			}
+		}
+		if outside.Queries() == before {
+			t.Error("the outside name was not resolved through the test's DNS server (--resolv-conf)")
+		}
+	})
 	t.Run("addresses no one serves are refused on the node, and nothing leaves it", func(t *testing.T) {
 		unserved := map[string]string{
 			"an unused service IP":             "http://10.43.200.200:80/",
@@ -210,8 +260,9 @@ func TestServerAndTwoAgents(t *testing.T) {
 					t.Errorf("pod on %s → %s (%s): %v, want a refusal within 1s: %s", node.name, what, url, err, out2)
 				}
 			}
-			// No DNS serves the cluster DNS address yet: a lookup is refused at once.
-			out, err := c.kubectl(kubeconfig, "exec", nodeOf[node.name].Name, "--", "/webapp", "lookup", "web.default.svc.cluster.local")
+			// A DNS server on an unserved service IP: the lookup is refused
+			// at once (UDP gets ICMP port unreachable, every time).
+			out, err := c.kubectl(kubeconfig, "exec", nodeOf[node.name].Name, "--", "/webapp", "lookup", "web.default.svc.cluster.local", "10.43.200.53:53")
 			if err == nil || !refusedFast(out) || !strings.Contains(out, "connection refused") {
 				t.Errorf("DNS lookup from a pod on %s: %v, want 'connection refused' within 1s: %s", node.name, err, out)
 			}
@@ -348,7 +399,7 @@ func TestServerAndTwoAgents(t *testing.T) {
 			t.Errorf("agent token file holds %q", agentToken)
 		}
 		a2 = c.installAgent(a2Host, serverURL, agentToken,
-			"--data-dir "+c.data("agent-2-reinstalled", a2Host)+" --config "+c.emptyConfig()+" --node-name agent-2")
+			"--data-dir "+c.data("agent-2-reinstalled", a2Host)+" --config "+c.emptyConfig()+" --node-name agent-2 --resolv-conf "+resolvConf)
 		harness.WaitFor(t, 3*time.Minute, "3 nodes Ready with the reinstalled agent-2", func() error { return nodesReady(k, 3) })
 	})
 }
@@ -769,4 +820,25 @@ func rejectedPackets(listing string) int {
 		}
 	}
 	return total
+}
+
+// podsReady wants every pod of the namespace Running and Ready.
+func podsReady(k *kubernetes.Clientset, ns string) error {
+	list, err := k.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	if len(list.Items) == 0 {
+		return fmt.Errorf("no pods in %s", ns)
+	}
+	for _, p := range list.Items {
+		ready := false
+		for _, c := range p.Status.Conditions {
+			ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+		}
+		if !ready {
+			return fmt.Errorf("%s/%s is %s, not Ready", ns, p.Name, p.Status.Phase)
+		}
+	}
+	return nil
 }

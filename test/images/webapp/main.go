@@ -1,6 +1,6 @@
 // Command webapp is the tiny test workload: `webapp` serves "hello from
 // <hostname>" on :8080; `webapp get URL` fetches a URL and `webapp lookup
-// NAME` resolves a name (for checks from inside a pod, where there is no
+// NAME [SERVER]` resolves a name (for checks from inside a pod, where there is no
 // shell or wget). Their failures say how long they took.
 package main
 
@@ -20,8 +20,12 @@ func main() {
 	if len(os.Args) == 3 && os.Args[1] == "get" {
 		os.Exit(get(os.Args[2]))
 	}
-	if len(os.Args) == 3 && os.Args[1] == "lookup" {
-		os.Exit(lookup(os.Args[2]))
+	if len(os.Args) >= 3 && os.Args[1] == "lookup" {
+		server := ""
+		if len(os.Args) == 4 {
+			server = os.Args[3]
+		}
+		os.Exit(lookup(os.Args[2], server))
 	}
 	host, _ := os.Hostname()
 	addr := ":8080"
@@ -56,9 +60,18 @@ func get(url string) int {
 	return 0
 }
 
-func lookup(name string) int {
+// lookup resolves name as the pod's resolv.conf says, or asks server
+// (ip:port) alone.
+func lookup(name, server string) int {
+	r := net.DefaultResolver
+	if server != "" {
+		r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, server)
+		}}
+	}
 	begin := time.Now()
-	addrs, err := net.DefaultResolver.LookupHost(context.Background(), name)
+	addrs, err := r.LookupHost(context.Background(), name)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "failed after %dms: %v\n", time.Since(begin).Milliseconds(), err)
 		return 1
