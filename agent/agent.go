@@ -26,6 +26,10 @@ import (
 	"github.com/cluster-io/cluster/version"
 )
 
+// ExternalIPLabel carries --node-external-ip (the kubelet cannot report an
+// external address without a cloud provider; the service LB reads it).
+const ExternalIPLabel = "node.cluster.io/external-ip"
+
 // DefaultDataDir is where a node keeps its state unless told otherwise.
 const DefaultDataDir = options.DefaultDataDir
 
@@ -95,7 +99,7 @@ func StartNode(ctx context.Context, mgr *component.Manager, s Setup) (string, er
 	labels := slices.Clone(o.NodeLabels)
 	if external != nil {
 		// What k3s does too: the kubelet has no flag for it.
-		labels = append(labels, "node.cluster.io/external-ip="+external.String())
+		labels = append(labels, ExternalIPLabel+"="+external.String())
 	}
 	cfg := joined.Config
 	err = Start(ctx, mgr, Node{

@@ -23,8 +23,9 @@ import (
 var files embed.FS
 
 // Components are the packaged components --disable turns off (k3s's names),
-// with their files. A name without a file is accepted, so that a k3s
-// configuration works, but there is nothing to turn off yet.
+// with their files. A component without a file runs in the server process
+// (servicelb), or is not packaged yet and accepted so that a k3s
+// configuration works.
 var Components = map[string]string{
 	"coredns":        "coredns.yaml",
 	"local-storage":  "",

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,7 @@ import (
 	"github.com/cluster-io/cluster/server/deploy"
 	"github.com/cluster-io/cluster/server/options"
 	"github.com/cluster-io/cluster/server/pki"
+	"github.com/cluster-io/cluster/server/servicelb"
 	"github.com/cluster-io/cluster/server/supervisor"
 	"github.com/cluster-io/cluster/version"
 )
@@ -295,7 +297,7 @@ func newSupervisor(cp controlPlane, opts *options.Server, serverToken, agentToke
 // startDeploy writes the packaged manifests into the manifests folder,
 // applies the folder once (the server's own files must apply: the node
 // joins through the RBAC they hold), then keeps applying it in the
-// background.
+// background, and starts the in-process packaged components.
 func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, serverDir, adminKubeconfig string) error {
 	dir := filepath.Join(serverDir, "manifests")
 	vars := map[string]string{"CLUSTER_DNS": opts.ClusterDNS, "CLUSTER_DOMAIN": opts.ClusterDomain}
@@ -310,7 +312,15 @@ func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Serv
 	if err := ctrl.Sync(ctx); err != nil {
 		return fmt.Errorf("manifests: %w", err)
 	}
-	return mgr.Start(ctx, &component.Runner{ComponentName: "deploy", Run: ctrl.Run, StopTimeout: 5 * time.Second})
+	components := []component.Component{&component.Runner{ComponentName: "deploy", Run: ctrl.Run, StopTimeout: 5 * time.Second}}
+	if !slices.Contains(opts.Disable, "servicelb") {
+		components = append(components, &component.Runner{
+			ComponentName: "servicelb",
+			Run:           func(ctx context.Context) error { return servicelb.Run(ctx, cfg) },
+			StopTimeout:   5 * time.Second,
+		})
+	}
+	return mgr.Start(ctx, components...)
 }
 
 // writeControlPlaneFiles writes the component kubeconfigs and the

@@ -194,6 +194,58 @@ func TestServerAndTwoAgents(t *testing.T) {
 			})
 		}
 	})
+	lbService := func(name string) *corev1.Service {
+		s, err := k.CoreV1().Services("default").Create(context.Background(), &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.ServiceSpec{
+				Type:     corev1.ServiceTypeLoadBalancer,
+				Selector: map[string]string{"app": "web"},
+				Ports:    []corev1.ServicePort{{Port: 8088, TargetPort: intstr.FromInt32(8080)}},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	lbIngress := func(name string) []string {
+		s, err := k.CoreV1().Services("default").Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ips []string
+		for _, i := range s.Status.LoadBalancer.Ingress {
+			ips = append(ips, i.IP)
+		}
+		sort.Strings(ips)
+		return ips
+	}
+	t.Run("a LoadBalancer Service answers on every node IP", func(t *testing.T) {
+		lbService("web-lb")
+		want := []string{srvHost.IP, a1Host.IP, a2Host.IP}
+		sort.Strings(want)
+		harness.WaitFor(t, time.Minute, "ingress IPs of web-lb", func() error {
+			if got := lbIngress("web-lb"); !slices.Equal(got, want) {
+				return fmt.Errorf("ingress %v, want %v", got, want)
+			}
+			return nil
+		})
+		for _, ip := range want {
+			harness.WaitFor(t, time.Minute, "web-lb on "+ip, func() error {
+				body, err := httpGet("http://" + ip + ":8088/")
+				if err != nil || !strings.HasPrefix(body, "hello from web-") {
+					return fmt.Errorf("%v %q", err, body)
+				}
+				return nil
+			})
+		}
+		// The port is taken on those addresses: a second one stays pending.
+		lbService("web-lb-same-port")
+		time.Sleep(5 * time.Second)
+		if got := lbIngress("web-lb-same-port"); len(got) != 0 {
+			t.Errorf("a second LoadBalancer on port 8088 got %v; it must stay pending", got)
+		}
+	})
 	t.Run("every kube-system pod is Ready", func(t *testing.T) {
 		harness.WaitFor(t, 2*time.Minute, "kube-system pods Ready", func() error { return podsReady(k, "kube-system") })
 	})
@@ -372,7 +424,9 @@ func TestServerAndTwoAgents(t *testing.T) {
 			t.Errorf("pod on agent-2 from agent-1's host with the server down: %v %q", err, out)
 		}
 
-		srv = c.start(srvHost, srvArgs...)
+		// Back without the service LB: a new LoadBalancer Service stays pending
+		// (for another load balancer).
+		srv = c.start(srvHost, append(srvArgs, "--disable", "servicelb")...)
 		srv.waitLog("started in", 3*time.Minute)
 		harness.WaitFor(t, 3*time.Minute, "every node's lease renewed after the restart", func() error { return leasesRenewed(k, stopped) })
 		harness.WaitFor(t, time.Minute, "3 nodes Ready again", func() error { return nodesReady(k, 3) })
@@ -385,6 +439,11 @@ func TestServerAndTwoAgents(t *testing.T) {
 			if after := c.containers(name); !slices.Equal(after, ids) {
 				t.Errorf("%s: containers changed across the server's restart: %v → %v", name, ids, after)
 			}
+		}
+		lbService("web-lb-other-lb")
+		time.Sleep(5 * time.Second)
+		if got := lbIngress("web-lb-other-lb"); len(got) != 0 {
+			t.Errorf("with --disable servicelb a LoadBalancer Service got %v; it must stay pending", got)
 		}
 	})
 
