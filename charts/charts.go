@@ -30,7 +30,7 @@ var Components = map[string]string{
 	"coredns":        "coredns.yaml",
 	"local-storage":  "",
 	"servicelb":      "",
-	"metrics-server": "",
+	"metrics-server": "metrics-server.yaml",
 }
 
 // ComponentNames lists the names --disable accepts.

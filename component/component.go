@@ -41,6 +41,12 @@ type Failer interface {
 // waits for.
 var ProgressEvery = 5 * time.Second
 
+// Optional is implemented by components whose failure after the start must
+// not stop the process.
+type Optional interface {
+	IsOptional() bool
+}
+
 // Manager runs components in order.
 type Manager struct {
 	// ReadyTimeout bounds how long one component may take to become ready.
@@ -144,6 +150,10 @@ func (m *Manager) watch(ctx context.Context, c Component, died <-chan error) {
 	}
 	if !ok || err == nil {
 		err = errors.New("exited unexpectedly")
+	}
+	if o, ok := c.(Optional); ok && o.IsOptional() {
+		m.log.Errorf("%s stopped: %v (the rest keeps running; a restart starts it again)", c.Name(), err)
+		return
 	}
 	select {
 	case m.failed <- fmt.Errorf("%s: %w", c.Name(), err):

@@ -166,3 +166,20 @@ func TestSlowStartSaysWhatItWaitsFor(t *testing.T) {
 		t.Error("no progress line while a component was slow to be ready")
 	}
 }
+
+func TestOptionalFailureKeepsTheRestRunning(t *testing.T) {
+	m := NewManager()
+	failing := &Runner{ComponentName: "addon", Optional: true, Run: func(ctx context.Context) error {
+		time.Sleep(20 * time.Millisecond)
+		return errors.New("boom")
+	}}
+	if err := m.Start(context.Background(), failing); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	select {
+	case err := <-m.Failed():
+		t.Fatalf("an optional component's failure was reported as fatal: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

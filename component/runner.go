@@ -18,6 +18,9 @@ type Runner struct {
 	ReadyFunc func(ctx context.Context) error
 	// StopTimeout bounds how long Stop waits for Run to return.
 	StopTimeout time.Duration
+	// Optional: when Run fails after the start, the manager logs it and the
+	// process runs on (for add-ons the cluster works without).
+	Optional bool
 
 	once   sync.Once
 	cancel context.CancelFunc
@@ -49,6 +52,9 @@ func (r *Runner) Start(context.Context) error {
 	}()
 	return nil
 }
+
+// IsOptional implements Optional.
+func (r *Runner) IsOptional() bool { return r.Optional }
 
 // Done implements Failer.
 func (r *Runner) Done() <-chan error { return r.done }

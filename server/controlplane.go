@@ -12,10 +12,12 @@ import (
 	"github.com/cluster-io/cluster/server/pki"
 )
 
-// Fixed loopback ports of the controller-manager and scheduler health servers.
+// Fixed loopback ports of the controller-manager and scheduler health
+// servers, and metrics-server's port on the server's address.
 const (
 	controllerManagerPort = 10257
 	schedulerPort         = 10259
+	metricsServerPort     = 10251
 )
 
 // paths are the generated files the daemons read.
@@ -25,6 +27,7 @@ type paths struct {
 	authnConfig          string
 	schedulerKubeconfig  string
 	controllerKubeconfig string
+	metricsKubeconfig    string
 	adminKubeconfig      string // <data-dir>/server/cred/admin.kubeconfig
 }
 
@@ -36,6 +39,7 @@ func newPaths(serverDir string) paths {
 		authnConfig:          filepath.Join(serverDir, "etc", "authentication-config.yaml"),
 		schedulerKubeconfig:  filepath.Join(cred, "scheduler.kubeconfig"),
 		controllerKubeconfig: filepath.Join(cred, "controller.kubeconfig"),
+		metricsKubeconfig:    filepath.Join(cred, "metrics-server.kubeconfig"),
 		adminKubeconfig:      filepath.Join(cred, "admin.kubeconfig"),
 	}
 }
@@ -162,6 +166,28 @@ func (c controlPlane) schedulerArgs(extra []string) []string {
 		"profiling":                 "false",
 		"secure-port":               strconv.Itoa(schedulerPort),
 	}, extra)
+}
+
+// metricsServerArgs run metrics-server as system:metrics-server, serving
+// the aggregated metrics API on the advertise address with a certificate
+// from the server CA, and scraping kubelets whose serving certificates
+// the same CA signed.
+func (c controlPlane) metricsServerArgs() []string {
+	t := c.p.tls
+	return argv.Merge(map[string]string{
+		"bind-address":                    c.advertiseAddress.String(),
+		"secure-port":                     strconv.Itoa(metricsServerPort),
+		"tls-cert-file":                   t.MetricsServing.Cert,
+		"tls-private-key-file":            t.MetricsServing.Key,
+		"kubeconfig":                      c.p.metricsKubeconfig,
+		"authentication-kubeconfig":       c.p.metricsKubeconfig,
+		"authorization-kubeconfig":        c.p.metricsKubeconfig,
+		"kubelet-certificate-authority":   t.ServerCA.Cert,
+		"kubelet-preferred-address-types": "InternalIP,ExternalIP,Hostname",
+		"kubelet-use-node-status-port":    "true",
+		"metric-resolution":               "15s",
+		"profiling":                       "false",
+	}, nil)
 }
 
 // healthURL is a daemon's loopback health endpoint.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -180,7 +181,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
 		return err
 	}
-	if err := startDeploy(ctx, mgr, opts, serverDir, cp.p.adminKubeconfig); err != nil {
+	if err := startDeploy(ctx, mgr, opts, cp, serverDir); err != nil {
 		return err
 	}
 	log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
@@ -298,13 +299,23 @@ func newSupervisor(cp controlPlane, opts *options.Server, serverToken, agentToke
 // applies the folder once (the server's own files must apply: the node
 // joins through the RBAC they hold), then keeps applying it in the
 // background, and starts the in-process packaged components.
-func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, serverDir, adminKubeconfig string) error {
+func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, cp controlPlane, serverDir string) error {
 	dir := filepath.Join(serverDir, "manifests")
-	vars := map[string]string{"CLUSTER_DNS": opts.ClusterDNS, "CLUSTER_DOMAIN": opts.ClusterDomain}
+	caPEM, err := os.ReadFile(cp.p.tls.ServerCA.Cert)
+	if err != nil {
+		return err
+	}
+	vars := map[string]string{
+		"CLUSTER_DNS":    opts.ClusterDNS,
+		"CLUSTER_DOMAIN": opts.ClusterDomain,
+		"ADVERTISE_IP":   cp.advertiseAddress.String(),
+		"METRICS_PORT":   strconv.Itoa(metricsServerPort),
+		"SERVER_CA":      base64.StdEncoding.EncodeToString(caPEM),
+	}
 	if err := charts.Write(dir, opts.Disable, vars); err != nil {
 		return fmt.Errorf("manifests: %w", err)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", adminKubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", cp.p.adminKubeconfig)
 	if err != nil {
 		return fmt.Errorf("manifests: %w", err)
 	}
@@ -313,6 +324,15 @@ func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Serv
 		return fmt.Errorf("manifests: %w", err)
 	}
 	components := []component.Component{&component.Runner{ComponentName: "deploy", Run: ctrl.Run, StopTimeout: 5 * time.Second}}
+	if !slices.Contains(opts.Disable, "metrics-server") {
+		args := cp.metricsServerArgs()
+		components = append(components, &component.Runner{
+			ComponentName: "metrics-server",
+			Run:           func(ctx context.Context) error { return embedded.RunMetricsServer(ctx, args) },
+			StopTimeout:   5 * time.Second,
+			Optional:      true,
+		})
+	}
 	if !slices.Contains(opts.Disable, "servicelb") {
 		components = append(components, &component.Runner{
 			ComponentName: "servicelb",
@@ -333,6 +353,7 @@ func writeControlPlaneFiles(cp controlPlane) error {
 	}{
 		{cp.p.schedulerKubeconfig, t.Scheduler},
 		{cp.p.controllerKubeconfig, t.ControllerMgr},
+		{cp.p.metricsKubeconfig, t.MetricsServer},
 	} {
 		if err := os.MkdirAll(filepath.Dir(kc.path), 0o700); err != nil {
 			return err
@@ -381,6 +402,9 @@ func checks(opts *options.Server) preflight.Options {
 			{Address: "127.0.0.1:" + strconv.Itoa(argPort(cp.controllerManagerArgs(opts.KubeControllerManagerArgs), controllerManagerPort)), User: "kube-controller-manager", Flag: "--kube-controller-manager-arg=secure-port=…"},
 			{Address: "127.0.0.1:" + strconv.Itoa(argPort(cp.schedulerArgs(opts.KubeSchedulerArgs), schedulerPort)), User: "kube-scheduler", Flag: "--kube-scheduler-arg=secure-port=…"},
 		},
+	}
+	if !slices.Contains(opts.Disable, "metrics-server") {
+		o.Ports = append(o.Ports, preflight.Port{Address: "0.0.0.0:" + strconv.Itoa(metricsServerPort), User: "metrics-server", Flag: "--disable metrics-server"})
 	}
 	if o.Node {
 		o.Ports = append(o.Ports, preflight.NodePorts...)

@@ -28,7 +28,8 @@ func NewCommand(defaultDataDir string, proxyMode func(args []string) string) *co
 				ports = append(ports,
 					Port{Address: "0.0.0.0:" + strconv.Itoa(httpsPort), User: "kube-apiserver", Flag: "--https-listen-port"},
 					Port{Address: "127.0.0.1:10257", User: "kube-controller-manager", Flag: "--kube-controller-manager-arg=secure-port=…"},
-					Port{Address: "127.0.0.1:10259", User: "kube-scheduler", Flag: "--kube-scheduler-arg=secure-port=…"})
+					Port{Address: "127.0.0.1:10259", User: "kube-scheduler", Flag: "--kube-scheduler-arg=secure-port=…"},
+					Port{Address: "0.0.0.0:10251", User: "metrics-server", Flag: "--disable metrics-server"})
 			case "agent":
 				ports = append(ports, Port{Address: "127.0.0.1:" + strconv.Itoa(lbPort), User: "the agent's load balancer", Flag: "--lb-server-port"})
 			default:

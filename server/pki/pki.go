@@ -64,6 +64,8 @@ type Files struct {
 	ControllerMgr    Pair // system:kube-controller-manager
 	APIServerKubelet Pair // apiserver → kubelet client
 	AuthProxy        Pair // apiserver → aggregated APIs (request header client)
+	MetricsServer    Pair // system:metrics-server: reads the API, scrapes kubelets
+	MetricsServing   Pair // metrics-server's serving certificate (the APIService trusts the server CA)
 }
 
 // Layout returns the file names under dir without touching the disk.
@@ -83,6 +85,8 @@ func Layout(dir string) Files {
 		ControllerMgr:     p("client-kube-controller-manager"),
 		APIServerKubelet:  p("client-kube-apiserver"),
 		AuthProxy:         p("client-auth-proxy"),
+		MetricsServer:     p("client-metrics-server"),
+		MetricsServing:    p("serving-metrics-server"),
 	}
 }
 
@@ -120,6 +124,9 @@ func Ensure(dir string, servingSANs SANs) (Files, error) {
 		{f.ControllerMgr, clientCA, LeafSpec{CommonName: "system:kube-controller-manager", Usage: x509.ExtKeyUsageClientAuth}},
 		{f.APIServerKubelet, clientCA, LeafSpec{CommonName: "system:kube-apiserver", Organization: []string{"system:masters"}, Usage: x509.ExtKeyUsageClientAuth}},
 		{f.AuthProxy, requestHeaderCA, LeafSpec{CommonName: "system:auth-proxy", Usage: x509.ExtKeyUsageClientAuth}},
+		{f.MetricsServer, clientCA, LeafSpec{CommonName: "system:metrics-server", Usage: x509.ExtKeyUsageClientAuth}},
+		{f.MetricsServing, serverCA, LeafSpec{CommonName: "metrics-server", Usage: x509.ExtKeyUsageServerAuth,
+			SANs: SANs{DNSNames: []string{"metrics-server.kube-system.svc", "metrics-server.kube-system", "localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}}},
 	}
 	for _, l := range leaves {
 		if err := EnsureLeaf(l.pair, l.ca, l.spec); err != nil {

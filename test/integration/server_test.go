@@ -80,6 +80,10 @@ func (s *server) args(extra ...string) []string {
 		"--https-listen-port", strconv.Itoa(s.port),
 		"--write-kubeconfig", s.kubeconfig,
 		"--config", filepath.Join(filepath.Dir(s.dataDir), "config.yaml"),
+		// metrics-server listens on a fixed port of the host's address;
+		// test/node's server on this host has it (test/multinode checks
+		// metrics-server on hosts of its own).
+		"--disable", "metrics-server",
 	}, extra...)
 }
 

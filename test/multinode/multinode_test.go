@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -248,6 +249,30 @@ func TestServerAndTwoAgents(t *testing.T) {
 	})
 	t.Run("every kube-system pod is Ready", func(t *testing.T) {
 		harness.WaitFor(t, 2*time.Minute, "kube-system pods Ready", func() error { return podsReady(k, "kube-system") })
+	})
+	t.Run("kubectl top nodes and pods", func(t *testing.T) {
+		harness.WaitFor(t, 2*time.Minute, "metrics for every node", func() error {
+			out, err := c.kubectl(kubeconfig, "top", "nodes", "--no-headers")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			for _, n := range []string{"server", "agent-1", "agent-2"} {
+				if !regexp.MustCompile(`(?m)^` + n + `\s+\d+m\s+\d+%\s+\d+Mi`).MatchString(out) {
+					return fmt.Errorf("no numbers for %s in:\n%s", n, out)
+				}
+			}
+			return nil
+		})
+		harness.WaitFor(t, 2*time.Minute, "metrics for the web pods", func() error {
+			out, err := c.kubectl(kubeconfig, "top", "pods", "-l", "app=web", "--no-headers")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if n := len(regexp.MustCompile(`(?m)^web-\S+\s+\d+m\s+\d+Mi`).FindAllString(out, -1)); n != 3 {
+				return fmt.Errorf("%d of 3 web pods with numbers:\n%s", n, out)
+			}
+			return nil
+		})
 	})
 	t.Run("DNS from pods on every node", func(t *testing.T) {
 		headless, err := k.CoreV1().Services("default").Create(context.Background(), &corev1.Service{
