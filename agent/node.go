@@ -260,7 +260,11 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		ReadyFunc:     component.HTTPReady(localHealth, fmt.Sprintf("http://127.0.0.1:%d/healthz", kubeProxyHealthzPort)),
 		StopTimeout:   5 * time.Second,
 	})
-	return mgr.Start(ctx, daemons...)
+	if err := mgr.Start(ctx, daemons...); err != nil {
+		return err
+	}
+	go annotateNode(ctx, p.KubeletKubecfg, n.Name, map[string]string{StorageAnnotation: filepath.Join(n.DataDir, "storage")})
+	return nil
 }
 
 // installBinaries unpacks the bundled binaries once per content hash and
@@ -320,13 +324,22 @@ func writeCrictlConfig(p Paths) error {
 const (
 	PauseImage   = "localhost/cluster/pause:3.10"
 	CoreDNSImage = "localhost/cluster/coredns:1.15.0"
+	// LocalPathHelperImage makes and removes local-path volume directories
+	// (server/localstorage runs it on the volume's node).
+	LocalPathHelperImage = "localhost/cluster/local-path-helper:1"
 )
+
+// StorageAnnotation on a Node names the directory under which its
+// local-path volumes live: <data-dir>/storage of that node.
+const StorageAnnotation = "cluster.io/local-storage-path"
 
 // bundledImages are one-binary images made from the node bundle.
 var bundledImages = []struct{ name, binary, user string }{
 	{PauseImage, "pause", "65535:65535"},
 	// Port 53 as nobody: containerd allows unprivileged ports in pods.
 	{CoreDNSImage, "coredns", "65534:65534"},
+	// Root: it creates directories in the node's storage directory.
+	{LocalPathHelperImage, "local-path-helper", "0:0"},
 }
 
 // importImages makes the images of bundledImages (unless containerd has

@@ -22,13 +22,18 @@ import (
 //go:embed *.yaml
 var files embed.FS
 
+// static holds chart archives (static/*.tgz) for HelmCharts that name
+// https://%{KUBERNETES_API}%/static/charts/<file>.
+//
+//go:embed static
+var static embed.FS
+
 // Components are the packaged components --disable turns off (k3s's names),
 // with their files. A component without a file runs in the server process
-// (servicelb), or is not packaged yet and accepted so that a k3s
-// configuration works.
+// alone (servicelb); local-storage and metrics-server have both.
 var Components = map[string]string{
 	"coredns":        "coredns.yaml",
-	"local-storage":  "",
+	"local-storage":  "local-storage.yaml",
 	"servicelb":      "",
 	"metrics-server": "metrics-server.yaml",
 }
@@ -107,6 +112,32 @@ func Write(dir string, disabled []string, vars map[string]string) error {
 		for k, v := range vars {
 			data = bytes.ReplaceAll(data, []byte("%{"+k+"}%"), []byte(v))
 		}
+		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+			continue
+		}
+		if err := fileutil.WriteAtomic(path, data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteStatic puts the embedded chart archives into dir (the server's
+// static charts folder), leaving other files there alone.
+func WriteStatic(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	names, err := fs.Glob(static, "static/*.tgz")
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		data, err := static.ReadFile(n)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(dir, filepath.Base(n))
 		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 			continue
 		}

@@ -39,6 +39,8 @@ import (
 	"github.com/cluster-io/cluster/internal/token"
 	"github.com/cluster-io/cluster/logging"
 	"github.com/cluster-io/cluster/server/deploy"
+	"github.com/cluster-io/cluster/server/helm"
+	"github.com/cluster-io/cluster/server/localstorage"
 	"github.com/cluster-io/cluster/server/options"
 	"github.com/cluster-io/cluster/server/pki"
 	"github.com/cluster-io/cluster/server/servicelb"
@@ -315,6 +317,10 @@ func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Serv
 	if err := charts.Write(dir, opts.Disable, vars); err != nil {
 		return fmt.Errorf("manifests: %w", err)
 	}
+	staticCharts := filepath.Join(serverDir, "static", "charts")
+	if err := charts.WriteStatic(staticCharts); err != nil {
+		return fmt.Errorf("static charts: %w", err)
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", cp.p.adminKubeconfig)
 	if err != nil {
 		return fmt.Errorf("manifests: %w", err)
@@ -324,21 +330,24 @@ func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Serv
 		return fmt.Errorf("manifests: %w", err)
 	}
 	components := []component.Component{&component.Runner{ComponentName: "deploy", Run: ctrl.Run, StopTimeout: 5 * time.Second}}
-	if !slices.Contains(opts.Disable, "metrics-server") {
-		args := cp.metricsServerArgs()
-		components = append(components, &component.Runner{
-			ComponentName: "metrics-server",
-			Run:           func(ctx context.Context) error { return embedded.RunMetricsServer(ctx, args) },
-			StopTimeout:   5 * time.Second,
-			Optional:      true,
-		})
-	}
-	if !slices.Contains(opts.Disable, "servicelb") {
-		components = append(components, &component.Runner{
-			ComponentName: "servicelb",
-			Run:           func(ctx context.Context) error { return servicelb.Run(ctx, cfg) },
-			StopTimeout:   5 * time.Second,
-		})
+	// The packaged components in this process: each is optional, so one
+	// that fails stops alone and the cluster runs on.
+	metricsArgs := cp.metricsServerArgs()
+	helmController := &helm.Controller{Config: cfg, Kubeconfig: cp.p.adminKubeconfig,
+		StaticDir: staticCharts, CacheDir: filepath.Join(serverDir, "helm")}
+	for _, c := range []struct {
+		name string
+		on   bool
+		run  func(context.Context) error
+	}{
+		{"metrics-server", !slices.Contains(opts.Disable, "metrics-server"), func(ctx context.Context) error { return embedded.RunMetricsServer(ctx, metricsArgs) }},
+		{"helm", !opts.DisableHelm, helmController.Run},
+		{"local-storage", !slices.Contains(opts.Disable, "local-storage"), func(ctx context.Context) error { return localstorage.Run(ctx, cfg) }},
+		{"servicelb", !slices.Contains(opts.Disable, "servicelb"), func(ctx context.Context) error { return servicelb.Run(ctx, cfg) }},
+	} {
+		if c.on {
+			components = append(components, &component.Runner{ComponentName: c.name, Run: c.run, StopTimeout: 5 * time.Second, Optional: true})
+		}
 	}
 	return mgr.Start(ctx, components...)
 }

@@ -57,6 +57,7 @@ type Server struct {
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
 	DisableAgent        bool
+	DisableHelm         bool
 	Disable             []string
 	FlannelBackend      string
 	Debug               bool
@@ -87,6 +88,7 @@ func (o *Server) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.WriteKubeconfig, "write-kubeconfig", "o", DefaultKubeconfig, "Write the admin kubeconfig to this file")
 	fs.StringVar(&o.WriteKubeconfigMode, "write-kubeconfig-mode", DefaultKubeconfigMode, "File mode of the admin kubeconfig, octal (e.g. 0644)")
 	fs.BoolVar(&o.DisableAgent, "disable-agent", false, "Do not run the node (containerd, kubelet, …) in this process")
+	fs.BoolVar(&o.DisableHelm, "disable-helm-controller", false, "Do not install HelmChart resources (helm.cattle.io/v1) with the in-process helm")
 	fs.StringSliceVar(&o.Disable, "disable", nil, "Packaged components not to deploy (and to remove if deployed): "+strings.Join(charts.ComponentNames(), ", "))
 	fs.StringVar(&o.FlannelBackend, "flannel-backend", "vxlan", "Pod network backend of every node: "+strings.Join(FlannelBackends, ", ")+" (none: bring your own CNI)")
 	o.Node.AddFlags(fs)

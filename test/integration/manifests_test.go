@@ -18,7 +18,8 @@ import (
 // The manifests folder: packaged components land there and are deployed; a
 // user's file is applied, re-applied when it changes (pruning what it no
 // longer holds) and its objects removed with it; --disable removes a
-// packaged component on the next start.
+// packaged component on the next start. HelmCharts (helm_test.go) are
+// checked on the same server.
 func TestManifestsFolder(t *testing.T) {
 	s := newServer(t)
 	s.start()
@@ -90,8 +91,13 @@ data: {v: "2"}
 		return nil
 	})
 
+	testHelmCharts(t, s, c)
+	if _, err := c.StorageV1().StorageClasses().Get(ctx, "local-path", metav1.GetOptions{}); err != nil {
+		t.Errorf("StorageClass local-path: %v", err)
+	}
+
 	s.stop(syscall.SIGTERM)
-	s.start("--disable", "coredns")
+	s.start("--disable", "coredns", "--disable", "local-storage")
 	if c, err = s.client(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +110,9 @@ data: {v: "2"}
 		}
 		if _, err := c.CoreV1().Services("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("service: %v", err)
+		}
+		if _, err := c.StorageV1().StorageClasses().Get(ctx, "local-path", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("--disable local-storage: StorageClass local-path: %v", err)
 		}
 		return nil
 	})

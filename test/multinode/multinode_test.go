@@ -24,6 +24,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -270,6 +271,95 @@ func TestServerAndTwoAgents(t *testing.T) {
 			}
 			if n := len(regexp.MustCompile(`(?m)^web-\S+\s+\d+m\s+\d+Mi`).FindAllString(out, -1)); n != 3 {
 				return fmt.Errorf("%d of 3 web pods with numbers:\n%s", n, out)
+			}
+			return nil
+		})
+	})
+	t.Run("a local-path volume keeps its data across pods and goes with its claim", func(t *testing.T) {
+		ctx := context.Background()
+		const text = "written by the first pod"
+		if _, err := k.CoreV1().PersistentVolumeClaims("default").Create(ctx, &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "data"}, // no class: the default one, local-path
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("10Mi")}},
+			},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// Run as a user that is not root: the volume must be writable anyway.
+		runOnce := func(name string, args ...string) string {
+			t.Helper()
+			uid := int64(1000)
+			if _, err := k.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: name},
+				Spec: corev1.PodSpec{
+					RestartPolicy:   corev1.RestartPolicyNever,
+					NodeSelector:    map[string]string{corev1.LabelHostname: "agent-1"},
+					SecurityContext: &corev1.PodSecurityContext{RunAsUser: &uid, RunAsGroup: &uid},
+					Containers: []corev1.Container{{Name: "c", Image: testImage, ImagePullPolicy: corev1.PullNever,
+						Command: append([]string{"/webapp"}, args...), VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+					Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}},
+				},
+			}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			harness.WaitFor(t, 2*time.Minute, "pod "+name+" done", func() error {
+				p, err := k.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if p.Status.Phase == corev1.PodFailed {
+					out, _ := c.kubectl(kubeconfig, "logs", name)
+					t.Fatalf("pod %s failed: %s", name, out)
+				}
+				if p.Status.Phase != corev1.PodSucceeded {
+					return fmt.Errorf("phase %s", p.Status.Phase)
+				}
+				return nil
+			})
+			out, err := c.kubectl(kubeconfig, "logs", name)
+			if err != nil {
+				t.Fatalf("logs %s: %v: %s", name, err, out)
+			}
+			if err := k.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			harness.WaitFor(t, time.Minute, "pod "+name+" gone", func() error {
+				if _, err := k.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+					return fmt.Errorf("still there (%v)", err)
+				}
+				return nil
+			})
+			return out
+		}
+		runOnce("writer", "write", "/data/note.txt", text)
+		pvc := must(k.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data", metav1.GetOptions{}))
+		if pvc.Status.Phase != corev1.ClaimBound || pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName != "local-path" {
+			t.Fatalf("claim %s, class %v: want Bound to local-path", pvc.Status.Phase, pvc.Spec.StorageClassName)
+		}
+		pv := must(k.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{}))
+		storage := filepath.Join(c.data("agent-1", a1Host), "storage")
+		if pv.Spec.HostPath == nil || filepath.Dir(pv.Spec.HostPath.Path) != storage {
+			t.Fatalf("volume %s at %+v, want a directory in agent-1's %s", pv.Name, pv.Spec.PersistentVolumeSource, storage)
+		}
+		dir := pv.Spec.HostPath.Path
+		if b, err := os.ReadFile(filepath.Join(dir, "note.txt")); err != nil || string(b) != text {
+			t.Errorf("%s/note.txt on agent-1: %q, %v", dir, b, err)
+		}
+		if got := runOnce("reader", "cat", "/data/note.txt"); got != text {
+			t.Errorf("the second pod read %q, want %q", got, text)
+		}
+		if err := k.CoreV1().PersistentVolumeClaims("default").Delete(ctx, "data", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		harness.WaitFor(t, 2*time.Minute, "volume and its directory removed", func() error {
+			if _, err := k.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("PV %s still there (%v)", pv.Name, err)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				return fmt.Errorf("%s still there (%v)", dir, err)
 			}
 			return nil
 		})
@@ -916,6 +1006,9 @@ func podsReady(k *kubernetes.Clientset, ns string) error {
 		return fmt.Errorf("no pods in %s", ns)
 	}
 	for _, p := range list.Items {
+		if p.Status.Phase == corev1.PodSucceeded {
+			continue // a finished one-shot pod (local-path's helper)
+		}
 		ready := false
 		for _, c := range p.Status.Conditions {
 			ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)

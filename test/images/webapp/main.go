@@ -1,6 +1,7 @@
 // Command webapp is the tiny test workload: `webapp` serves "hello from
 // <hostname>" on :8080; `webapp get URL` fetches a URL and `webapp lookup
-// NAME [SERVER]` resolves a name (for checks from inside a pod, where there is no
+// NAME [SERVER]` resolves a name; `webapp write FILE TEXT` and `webapp cat FILE`
+// write and print a file (for checks from inside a pod, where there is no
 // shell or wget). Their failures say how long they took.
 package main
 
@@ -26,6 +27,22 @@ func main() {
 			server = os.Args[3]
 		}
 		os.Exit(lookup(os.Args[2], server))
+	}
+	if len(os.Args) == 4 && os.Args[1] == "write" {
+		if err := os.WriteFile(os.Args[2], []byte(os.Args[3]), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "cat" {
+		b, err := os.ReadFile(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(b)
+		return
 	}
 	host, _ := os.Hostname()
 	addr := ":8080"
