@@ -285,6 +285,16 @@ func (c *Controller) apply(ctx context.Context, target string, hc *HelmChart, hc
 		}
 		last = nil
 	}
+	serverSide, forceConflicts := hc.Spec.ServerSide, hc.Spec.ForceConflicts
+	if hcc != nil && hcc.Spec.ServerSide != "" {
+		serverSide = hcc.Spec.ServerSide
+	}
+	if hcc != nil && hcc.Spec.ForceConflicts != nil {
+		forceConflicts = *hcc.Spec.ForceConflicts
+	}
+	if serverSide == "" {
+		serverSide = "auto" // upgrades keep the release's apply method
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
 	defer cancel()
 	var done any
@@ -292,6 +302,7 @@ func (c *Controller) apply(ctx context.Context, target string, hc *HelmChart, hc
 		in := action.NewInstall(cfg)
 		in.ReleaseName, in.Namespace, in.CreateNamespace = hc.Name, target, hc.Spec.CreateNamespace
 		in.Timeout, in.WaitStrategy, in.Labels = timeout, kube.HookOnlyStrategy, labels
+		in.ServerSideApply, in.ForceConflicts, in.TakeOwnership = serverSide != "false", forceConflicts, hc.Spec.TakeOwnership
 		in.Description = "installed by the cluster server from HelmChart " + hc.Namespace + "/" + hc.Name
 		log.Infof("installing %s/%s (chart %s)…", target, hc.Name, chartName)
 		done, err = in.RunWithContext(ctx, ch, vals)
@@ -299,6 +310,7 @@ func (c *Controller) apply(ctx context.Context, target string, hc *HelmChart, hc
 	} else {
 		up := action.NewUpgrade(cfg)
 		up.Namespace, up.Timeout, up.WaitStrategy, up.Labels = target, timeout, kube.HookOnlyStrategy, labels
+		up.ServerSideApply, up.ForceConflicts, up.TakeOwnership = serverSide, forceConflicts, hc.Spec.TakeOwnership
 		up.Description = "upgraded by the cluster server from HelmChart " + hc.Namespace + "/" + hc.Name
 		log.Infof("upgrading %s/%s (chart %s)…", target, hc.Name, chartName)
 		done, err = up.RunWithContext(ctx, hc.Name, ch, vals)
