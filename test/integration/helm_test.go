@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,6 +187,39 @@ spec:
 		}
 		harness.WaitFor(t, 2*time.Minute, "uninstalled with its manifest", gone("ConfigMap default/static-demo-out", func() error {
 			_, err := c.CoreV1().ConfigMaps("default").Get(ctx, "static-demo-out", metav1.GetOptions{})
+			return err
+		}))
+	})
+	t.Run("a chart from a repository, by name and version", func(t *testing.T) {
+		// A chart repository on this machine's loopback: nothing leaves it.
+		archive := demoChart(t, "repo-demo")
+		mux := http.NewServeMux()
+		repo := httptest.NewServer(mux)
+		defer repo.Close()
+		mux.HandleFunc("/index.yaml", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintf(w, `apiVersion: v1
+entries:
+  repo-demo:
+  - {apiVersion: v2, name: repo-demo, version: 0.1.0, urls: [%s/repo-demo-0.1.0.tgz]}
+`, repo.URL)
+		})
+		mux.HandleFunc("/repo-demo-0.1.0.tgz", func(w http.ResponseWriter, _ *http.Request) { w.Write(archive) })
+		create(helmCharts, `apiVersion: helm.cattle.io/v1
+kind: HelmChart
+metadata: {name: from-repo, namespace: kube-system}
+spec:
+  repo: `+repo.URL+`
+  chart: repo-demo
+  version: 0.1.0
+  targetNamespace: default
+  valuesContent: "greeting: from a repo"
+`)
+		harness.WaitFor(t, 2*time.Minute, "the repo chart's ConfigMap", configMap("default", "from-repo-out", map[string]string{"greeting": "from a repo"}))
+		if err := dyn.Resource(helmCharts).Namespace("kube-system").Delete(ctx, "from-repo", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		harness.WaitFor(t, time.Minute, "from-repo uninstalled", gone("ConfigMap default/from-repo-out", func() error {
+			_, err := c.CoreV1().ConfigMaps("default").Get(ctx, "from-repo-out", metav1.GetOptions{})
 			return err
 		}))
 	})
