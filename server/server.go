@@ -86,6 +86,34 @@ func Run(ctx context.Context, opts *options.Server) error {
 	}
 
 	p := newPaths(serverDir)
+	mgr := component.NewManager()
+	defer func() {
+		log.Info("stopping")
+		if err := mgr.Stop(); err != nil {
+			log.Warnf("stop: %v", err)
+		}
+	}()
+	// The datastore first: servers sharing it share the cluster's CAs and
+	// keys, which the first one stored there (server/bootstrap).
+	if err := os.MkdirAll(serverDir, 0o700); err != nil {
+		return err
+	}
+	kine := &datastore.Kine{
+		Endpoint:   opts.DatastoreEndpoint,
+		DBDir:      filepath.Join(serverDir, "db"),
+		SocketPath: p.kineSocket,
+	}
+	if err := mgr.Start(ctx, kine); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	clusterData, err := restoreClusterData(ctx, kine.Endpoints(), p, serverDir, givenToken)
+	if err != nil {
+		return err
+	}
+
 	sans, err := pki.APIServerSANs([]net.IP{nodeIP}, opts.ServiceCIDR, opts.ClusterDomain, opts.TLSSANs)
 	if err != nil {
 		return err
@@ -108,6 +136,9 @@ func Run(ctx context.Context, opts *options.Server) error {
 			return err
 		}
 	}
+	if err := clusterData.storeIfNew(ctx, serverToken.Secret); err != nil {
+		return err
+	}
 
 	cp := controlPlane{
 		bindAddress:      opts.BindAddress,
@@ -117,30 +148,11 @@ func Run(ctx context.Context, opts *options.Server) error {
 		serviceCIDR:      opts.ServiceCIDR,
 		clusterDomain:    opts.ClusterDomain,
 		p:                p,
+		etcdServers:      kine.Endpoints(),
 	}
 	if err := writeControlPlaneFiles(cp); err != nil {
 		return err
 	}
-
-	kine := &datastore.Kine{
-		Endpoint:   opts.DatastoreEndpoint,
-		DBDir:      filepath.Join(serverDir, "db"),
-		SocketPath: p.kineSocket,
-	}
-	mgr := component.NewManager()
-	defer func() {
-		log.Info("stopping")
-		if err := mgr.Stop(); err != nil {
-			log.Warnf("stop: %v", err)
-		}
-	}()
-	if err := mgr.Start(ctx, kine); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	cp.etcdServers = kine.Endpoints()
 
 	join, err := newSupervisor(cp, opts, serverToken, agentToken, caPEM)
 	if err != nil {
@@ -154,6 +166,21 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err != nil {
 		return err
 	}
+	// Servers sharing a datastore elect one controller-manager, one
+	// scheduler and one of each of our controllers (server/leader.go).
+	shared := sharedDatastore(opts.DatastoreEndpoint)
+	identity := fmt.Sprintf("%s_%s", hostnameOr("server"), net.JoinHostPort(nodeIP.String(), strconv.Itoa(opts.HTTPSListenPort)))
+	cmReady := component.HTTPReady(insecureHealthClient(), healthURL(argPort(cmArgs, controllerManagerPort)))
+	schedReady := component.HTTPReady(insecureHealthClient(), healthURL(argPort(schedArgs, schedulerPort)))
+	cmRun := func(ctx context.Context) error { return embedded.RunControllerManager(ctx, cmArgs) }
+	schedRun := func(ctx context.Context) error { return embedded.RunScheduler(ctx, schedArgs) }
+	var cmElection *elected
+	if shared {
+		cmElection = &elected{lease: "kube-controller-manager", identity: identity, kubeconfig: p.controllerKubeconfig, run: cmRun, ready: cmReady}
+		schedElection := &elected{lease: "kube-scheduler", identity: identity, kubeconfig: p.schedulerKubeconfig, run: schedRun, ready: schedReady}
+		cmRun, cmReady = cmElection.Run, cmElection.Ready
+		schedRun, schedReady = schedElection.Run, schedElection.Ready
+	}
 	components := []component.Component{
 		&component.Runner{
 			ComponentName: "kube-apiserver",
@@ -161,16 +188,8 @@ func Run(ctx context.Context, opts *options.Server) error {
 			ReadyFunc:     component.HTTPReady(readyClient, cp.loopbackURL()+"/readyz"),
 			StopTimeout:   70 * time.Second, // its own graceful termination takes up to 60s
 		},
-		&component.Runner{
-			ComponentName: "kube-controller-manager",
-			Run:           func(ctx context.Context) error { return embedded.RunControllerManager(ctx, cmArgs) },
-			ReadyFunc:     component.HTTPReady(insecureHealthClient(), healthURL(argPort(cmArgs, controllerManagerPort))),
-		},
-		&component.Runner{
-			ComponentName: "kube-scheduler",
-			Run:           func(ctx context.Context) error { return embedded.RunScheduler(ctx, schedArgs) },
-			ReadyFunc:     component.HTTPReady(insecureHealthClient(), healthURL(argPort(schedArgs, schedulerPort))),
-		},
+		&component.Runner{ComponentName: "kube-controller-manager", Run: cmRun, ReadyFunc: cmReady},
+		&component.Runner{ComponentName: "kube-scheduler", Run: schedRun, ReadyFunc: schedReady},
 	}
 	if err := mgr.Start(ctx, components...); err != nil {
 		if ctx.Err() != nil {
@@ -183,7 +202,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
 		return err
 	}
-	if err := startDeploy(ctx, mgr, opts, cp, serverDir); err != nil {
+	if err := startDeploy(ctx, mgr, opts, cp, serverDir, shared, identity); err != nil {
 		return err
 	}
 	log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
@@ -197,6 +216,9 @@ func Run(ctx context.Context, opts *options.Server) error {
 			Token:     serverToken,
 			DefaultIP: nodeIP,
 			BeforeKubelet: func(ctx context.Context) error {
+				if cmElection != nil && cmElection.Standby() {
+					return nil // another server's controller-manager runs the controllers
+				}
 				return controllersBuilt(ctx, argPort(cmArgs, controllerManagerPort))
 			},
 		})
@@ -243,6 +265,20 @@ func controllersBuilt(ctx context.Context, port int) error {
 	}
 	log.Infof("kube-controller-manager's controllers are built (%s); the kubelet may start", time.Since(begin).Round(time.Millisecond))
 	return nil
+}
+
+// sharedDatastore reports whether other servers may use the same
+// datastore: an external SQL database (SQLite and bolt files are this
+// server's alone).
+func sharedDatastore(endpoint string) bool {
+	return endpoint != "" && !strings.HasPrefix(endpoint, "sqlite://") && !strings.HasPrefix(endpoint, "bolt://")
+}
+
+func hostnameOr(fallback string) string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return fallback
 }
 
 // readToken returns a token given as a flag or in a file (at most one is set).
@@ -301,7 +337,7 @@ func newSupervisor(cp controlPlane, opts *options.Server, serverToken, agentToke
 // applies the folder once (the server's own files must apply: the node
 // joins through the RBAC they hold), then keeps applying it in the
 // background, and starts the in-process packaged components.
-func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, cp controlPlane, serverDir string) error {
+func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, cp controlPlane, serverDir string, shared bool, identity string) error {
 	dir := filepath.Join(serverDir, "manifests")
 	caPEM, err := os.ReadFile(cp.p.tls.ServerCA.Cert)
 	if err != nil {
@@ -345,9 +381,16 @@ func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Serv
 		{"local-storage", !slices.Contains(opts.Disable, "local-storage"), func(ctx context.Context) error { return localstorage.Run(ctx, cfg) }},
 		{"servicelb", !slices.Contains(opts.Disable, "servicelb"), func(ctx context.Context) error { return servicelb.Run(ctx, cfg) }},
 	} {
-		if c.on {
-			components = append(components, &component.Runner{ComponentName: c.name, Run: c.run, StopTimeout: 5 * time.Second, Optional: true})
+		if !c.on {
+			continue
 		}
+		r := &component.Runner{ComponentName: c.name, Run: c.run, StopTimeout: 5 * time.Second, Optional: true}
+		// metrics-server serves on every server; the controllers act once.
+		if shared && c.name != "metrics-server" {
+			e := &elected{lease: "cluster-" + c.name, identity: identity, kubeconfig: cp.p.adminKubeconfig, run: c.run}
+			r.Run, r.ReadyFunc = e.Run, e.Ready
+		}
+		components = append(components, r)
 	}
 	return mgr.Start(ctx, components...)
 }

@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/cluster-io/cluster/internal/token"
+	"github.com/cluster-io/cluster/server/bootstrap"
+)
+
+// clusterData is what servers on one datastore share (server/bootstrap).
+type clusterData struct {
+	store  bootstrap.Store
+	files  bootstrap.Files
+	client *clientv3.Client
+	found  bool
+}
+
+func clusterDataFiles(p paths, serverDir string) bootstrap.Files {
+	t := p.tls
+	return bootstrap.Files{
+		"server-ca.crt":         t.ServerCA.Cert,
+		"server-ca.key":         t.ServerCA.Key,
+		"client-ca.crt":         t.ClientCA.Cert,
+		"client-ca.key":         t.ClientCA.Key,
+		"request-header-ca.crt": t.RequestHeaderCA.Cert,
+		"request-header-ca.key": t.RequestHeaderCA.Key,
+		"service.key":           t.ServiceAccountKey,
+		"agent-token":           filepath.Join(serverDir, "agent-token"),
+	}
+}
+
+// restoreClusterData reads the datastore's cluster data and, if a server
+// stored it already, writes its CAs, keys and agent token into this data
+// dir, decrypted with the server token's secret (given, or kept from an
+// earlier start).
+func restoreClusterData(ctx context.Context, endpoints []string, p paths, serverDir, givenToken string) (*clusterData, error) {
+	client, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("datastore client: %w", err)
+	}
+	d := &clusterData{store: bootstrap.Store{Client: client}, files: clusterDataFiles(p, serverDir), client: client}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sealed, err := d.store.Get(rctx)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	if sealed == nil {
+		return d, nil
+	}
+	d.found = true
+	secret := ""
+	if givenToken != "" {
+		t, err := token.Parse(givenToken)
+		if err != nil {
+			client.Close()
+			return nil, fmt.Errorf("--token: %w", err)
+		}
+		secret = t.Secret
+	} else if t, err := token.Load(filepath.Join(serverDir, "token")); err == nil {
+		secret = t.Secret
+	}
+	if secret == "" {
+		client.Close()
+		return nil, errors.New("the datastore already holds a cluster: start this server with that cluster's server token (--token or --token-file, from <data-dir>/server/token of its first server)")
+	}
+	if err := bootstrap.Open(secret, sealed, d.files); err != nil {
+		client.Close()
+		if errors.Is(err, bootstrap.ErrWrongToken) {
+			return nil, errors.New("--token is not the server token of the cluster in this datastore (its data does not decrypt with it)")
+		}
+		return nil, err
+	}
+	log.Info("joined the cluster in the datastore: CAs and keys restored from its encrypted cluster data")
+	return d, nil
+}
+
+// storeClusterData stores this server's cluster data unless it came from
+// the datastore; another server storing first in between is an error (start
+// again to join it).
+func (d *clusterData) storeIfNew(ctx context.Context, secret string) error {
+	defer d.client.Close()
+	if d.found {
+		return nil
+	}
+	sealed, err := bootstrap.Seal(secret, d.files)
+	if err != nil {
+		return fmt.Errorf("cluster data: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stored, err := d.store.Create(ctx, sealed)
+	if err != nil {
+		return err
+	}
+	if !stored {
+		return errors.New("another server created the cluster in this datastore at the same time; start this one again (with that cluster's --token) to join it")
+	}
+	return nil
+}
