@@ -58,6 +58,11 @@ type server struct {
 	log        *harness.SyncBuffer
 	waitCh     chan error // yields the exit once
 	ended      bool
+	// hostname, if set, runs the server in a UTS namespace of its own with
+	// that hostname (servers sharing a datastore need distinct hostnames,
+	// as distinct machines have: the apiserver's identity lease is named
+	// after it).
+	hostname string
 }
 
 func newServer(t *testing.T) *server {
@@ -92,6 +97,9 @@ func (s *server) start(extra ...string) {
 	s.t.Helper()
 	s.log = &harness.SyncBuffer{}
 	s.cmd = exec.Command(clusterBin, s.args(extra...)...)
+	if s.hostname != "" {
+		s.cmd = exec.Command("unshare", append([]string{"--uts", "sh", "-c", `hostname "$0" && exec "$@"`, s.hostname, clusterBin}, s.args(extra...)...)...)
+	}
 	s.cmd.Env = harness.CleanEnv()
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {

@@ -30,6 +30,7 @@ func TestTwoServersOnePostgres(t *testing.T) {
 	pgPort := startPostgres(t)
 	dsn := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", pgPort)
 	a := newServer(t)
+	a.hostname = "server-a"
 	a.start("--datastore-endpoint", dsn)
 	tok := strings.TrimSpace(string(must(os.ReadFile(filepath.Join(a.dataDir, "server", "token")))))
 
@@ -60,6 +61,7 @@ func TestTwoServersOnePostgres(t *testing.T) {
 	}
 
 	b := newServer(t)
+	b.hostname = "server-b"
 	b.start(append([]string{"--datastore-endpoint", dsn, "--token", tok}, ports()...)...)
 	t.Run("the second server has the first's CAs and keys", func(t *testing.T) {
 		for _, f := range []string{"server-ca.crt", "server-ca.key", "client-ca.key", "request-header-ca.key", "service.key"} {
@@ -100,7 +102,7 @@ func TestTwoServersOnePostgres(t *testing.T) {
 	}
 	t.Run("one controller-manager and one scheduler lead", func(t *testing.T) {
 		for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
-			if h := holder(lease); !strings.Contains(h, ":"+strconv.Itoa(a.port)) {
+			if h := holder(lease); !strings.HasPrefix(h, "server-a_") || !strings.Contains(h, ":"+strconv.Itoa(a.port)) {
 				t.Errorf("lease %s held by %q, want the first server (port %d)", lease, h, a.port)
 			}
 		}
@@ -112,7 +114,7 @@ func TestTwoServersOnePostgres(t *testing.T) {
 		a.stop(syscall.SIGTERM)
 		harness.WaitFor(t, 45*time.Second, "leases move to the second server", func() error {
 			for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
-				if h := holder(lease); !strings.Contains(h, ":"+strconv.Itoa(b.port)) {
+				if h := holder(lease); !strings.HasPrefix(h, "server-b_") || !strings.Contains(h, ":"+strconv.Itoa(b.port)) {
 					return fmt.Errorf("lease %s held by %q", lease, h)
 				}
 			}
