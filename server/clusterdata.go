@@ -57,15 +57,23 @@ func restoreClusterData(ctx context.Context, endpoints []string, p paths, server
 		return d, nil
 	}
 	d.found = true
+	// A token kept from an earlier start wins; a given one must match it
+	// (the same check and words as token.Ensure's).
 	secret := ""
+	tokenPath := filepath.Join(serverDir, "token")
+	if t, err := token.Load(tokenPath); err == nil {
+		secret = t.Secret
+	}
 	if givenToken != "" {
 		t, err := token.Parse(givenToken)
 		if err != nil {
 			client.Close()
 			return nil, fmt.Errorf("--token: %w", err)
 		}
-		secret = t.Secret
-	} else if t, err := token.Load(filepath.Join(serverDir, "token")); err == nil {
+		if secret != "" && t.Secret != secret {
+			client.Close()
+			return nil, fmt.Errorf("--token differs from the token this cluster was created with (kept in %s); use the stored token or a new --data-dir", tokenPath)
+		}
 		secret = t.Secret
 	}
 	if secret == "" {

@@ -35,6 +35,7 @@ type Host struct {
 	Name  string // network namespace name
 	IP    string
 	mntNS string
+	utsNS string // its own hostname (the host's name), as a machine has
 }
 
 // NewNetwork makes the bridge (address <subnet>.1/24, so the test process
@@ -73,6 +74,7 @@ func (n *Network) AddHost(name string) *Host {
 	i := len(n.hosts)
 	h := &Host{Name: n.prefix + "-" + name, IP: fmt.Sprintf("%s.%d", n.subnet, 10+i)}
 	h.mntNS = filepath.Join(n.runDir, h.Name+".mnt")
+	h.utsNS = filepath.Join(n.runDir, h.Name+".uts")
 	veth := fmt.Sprintf("%s%dh", n.prefix, i)
 	n.sh(fmt.Sprintf(`
 ip netns add %[1]s
@@ -84,7 +86,9 @@ ip -n %[1]s link set lo up
 ip -n %[1]s route add default via %[5]s.1
 touch %[6]s
 unshare --mount=%[6]s --propagation private nsenter --net=/run/netns/%[1]s sh -c 'mount -t sysfs sysfs /sys && mount --rbind %[7]s/cgroup /sys/fs/cgroup'
-`, h.Name, veth, n.bridge, h.IP, n.subnet, h.mntNS, n.runDir))
+touch %[8]s
+unshare --uts=%[8]s hostname %[1]s
+`, h.Name, veth, n.bridge, h.IP, n.subnet, h.mntNS, n.runDir, h.utsNS))
 	n.hosts = append(n.hosts, h)
 	if len(n.hosts) == 1 {
 		n.checkLeakCounter(h)
@@ -108,7 +112,7 @@ func (n *Network) checkLeakCounter(h *Host) {
 
 // Command runs name with args on the host (its network and mount namespaces).
 func (h *Host) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.Name, "--mount=" + h.mntNS, "--", name}, args...)...)
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.Name, "--mount=" + h.mntNS, "--uts=" + h.utsNS, "--", name}, args...)...)
 }
 
 // Mounts returns the host's mount points below dir.
@@ -153,6 +157,7 @@ func (n *Network) teardown(report bool) {
 	script := fmt.Sprintf(`
 for ns in $(ip netns list | awk '{print $1}' | grep '^%[1]s-'); do
   [ -f %[3]s/$ns.mnt ] && umount %[3]s/$ns.mnt
+  [ -f %[3]s/$ns.uts ] && umount %[3]s/$ns.uts
   ip netns del $ns
 done
 ip link del %[2]s 2>/dev/null

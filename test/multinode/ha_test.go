@@ -1,0 +1,108 @@
+package multinode
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/cluster-io/cluster/test/harness"
+)
+
+// Two servers on one PostgreSQL database (on the machine's end of the test
+// bridge) and an agent that was only told about the first: the agent's
+// load balancer learns the second from the kubernetes endpoints, and when
+// the first server stops, the agent's node stays Ready and new pods run on
+// it, scheduled by the second server's scheduler.
+func TestTwoServersOneDatabase(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (CI runs as root): it runs nodes in network namespaces")
+	}
+	c := newCluster(t)
+	s1Host := c.hosts.AddHost("s1")
+	s2Host := c.hosts.AddHost("s2")
+	aHost := c.hosts.AddHost("a")
+	pgPort := harness.StartPostgres(t, "10.99.0.1")
+	dsn := fmt.Sprintf("postgres://postgres@10.99.0.1:%d/postgres?sslmode=disable", pgPort)
+	// metrics-server would be served by each server with its own address
+	// in one shared manifest: off here (see README, several servers).
+	common := []string{"--config", c.emptyConfig(), "--datastore-endpoint", dsn, "--disable", "metrics-server"}
+
+	s1 := c.start(s1Host, append([]string{"server", "--data-dir", c.data("server-1", s1Host), "--node-name", "server-1",
+		"--write-kubeconfig", filepath.Join(c.dir, "admin.yaml")}, common...)...)
+	s1.waitLog("started in", 3*time.Minute)
+	tokenFile := filepath.Join(c.data("server-1", s1Host), "server", "token")
+	s2 := c.start(s2Host, append([]string{"server", "--data-dir", c.data("server-2", s2Host), "--node-name", "server-2",
+		"--token-file", tokenFile, "--write-kubeconfig", filepath.Join(c.dir, "admin-2.yaml")}, common...)...)
+	s2.waitLog("started in", 3*time.Minute)
+	a := c.start(aHost, "agent", "--server", "https://"+s1Host.IP+":6443", "--token-file", tokenFile,
+		"--data-dir", c.data("agent", aHost), "--config", c.emptyConfig(), "--node-name", "agent")
+	k := client(t, c.hostKubeconfig(s1Host))
+	harness.WaitFor(t, 3*time.Minute, "3 nodes Ready", func() error { return nodesReady(k, 3) })
+
+	t.Run("the kubernetes endpoints name both servers, and the agent knows both", func(t *testing.T) {
+		want := []string{s1Host.IP, s2Host.IP}
+		harness.WaitFor(t, time.Minute, "both servers in the kubernetes EndpointSlice", func() error {
+			ep, err := k.CoreV1().Endpoints("default").Get(context.Background(), "kubernetes", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			var got []string
+			for _, s := range ep.Subsets {
+				for _, a := range s.Addresses {
+					got = append(got, a.IP)
+				}
+			}
+			sort.Strings(got)
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("endpoints %v, want %v", got, want)
+			}
+			return nil
+		})
+		a.waitLog(s2Host.IP+":6443", time.Minute)
+	})
+
+	s1.stop()
+	k2 := client(t, c.hostKubeconfig(s2Host))
+	t.Run("with the first server gone, the agent's node stays Ready and runs new pods", func(t *testing.T) {
+		// Past the node-monitor grace period: a node that lost its server
+		// would be NotReady by then.
+		time.Sleep(50 * time.Second)
+		n, err := k2.CoreV1().Nodes().Get(context.Background(), "agent", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status != corev1.ConditionTrue {
+				t.Fatalf("agent node %s since %s: %s", cond.Status, cond.LastTransitionTime, cond.Message)
+			}
+		}
+		d := harness.WebDeployment("after-s1", testImage, 1)
+		d.Spec.Template.Spec.NodeSelector = map[string]string{corev1.LabelHostname: "agent"}
+		if _, err := k2.AppsV1().Deployments("default").Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		harness.WaitFor(t, 2*time.Minute, "a pod on the agent, via the second server", func() error {
+			pods, err := k2.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "app=after-s1"})
+			if err != nil {
+				return err
+			}
+			for _, p := range pods.Items {
+				if p.Status.Phase == corev1.PodRunning && p.Spec.NodeName == "agent" {
+					return nil
+				}
+			}
+			return fmt.Errorf("%d pods, none running on the agent", len(pods.Items))
+		})
+	})
+	if a.hasExited() || s2.hasExited() {
+		t.Errorf("a process exited: agent %v, server-2 %v\n%s", a.hasExited(), s2.hasExited(), harness.Tail(s2.log.String(), 30))
+	}
+}
