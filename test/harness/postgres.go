@@ -48,6 +48,13 @@ func StartPostgres(t *testing.T, listen string) int {
 	if err := asPostgres("initdb", "-D", data, "-A", "trust", "-U", "postgres"); err != nil {
 		t.Fatal(err)
 	}
+	// Test hosts on a bridge connect from their own addresses.
+	hba, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(hba, "host all all 0.0.0.0/0 trust")
+	hba.Close()
 	if err := asPostgres("pg_ctl", "-D", data, "-w", "-l", filepath.Join(dir, "log"),
 		"-o", fmt.Sprintf("-k %s -p %d -c listen_addresses=%s", dir, port, listen), "start"); err != nil {
 		t.Fatal(err)
