@@ -78,7 +78,7 @@ func (k *Kine) dsn() string {
 }
 
 // Start implements component.Component.
-func (k *Kine) Start(context.Context) error {
+func (k *Kine) Start(startCtx context.Context) error {
 	if k.Endpoint == "" {
 		if err := os.MkdirAll(k.DBDir, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", k.DBDir, err)
@@ -87,7 +87,15 @@ func (k *Kine) Start(context.Context) error {
 	// kine's lifetime is ours to end in Stop, after the apiserver.
 	ctx, cancel := context.WithCancel(context.Background())
 	k.cancel = cancel
-	if err := k.serve(ctx); err != nil {
+	// Until it serves, a stop request (SIGTERM while an external database
+	// cannot be reached: kine retries forever) ends the start too.
+	stopWatching := context.AfterFunc(startCtx, cancel)
+	err := k.serve(ctx)
+	stopWatching()
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		cancel()
 		k.wg.Wait()
 		return err // the supervisor says "start kine: …"

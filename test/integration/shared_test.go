@@ -62,7 +62,9 @@ func TestTwoServersOnePostgres(t *testing.T) {
 
 	b := newServer(t)
 	b.hostname = "server-b"
+	begin := time.Now()
 	b.start(append([]string{"--datastore-endpoint", dsn, "--token", tok}, ports()...)...)
+	t.Logf("second server: start → /readyz %s", time.Since(begin).Round(100*time.Millisecond))
 	t.Run("the second server has the first's CAs and keys", func(t *testing.T) {
 		for _, f := range []string{"server-ca.crt", "server-ca.key", "client-ca.key", "request-header-ca.key", "service.key"} {
 			if !bytes.Equal(must(os.ReadFile(filepath.Join(a.dataDir, "server", "tls", f))), must(os.ReadFile(filepath.Join(b.dataDir, "server", "tls", f)))) {
