@@ -376,7 +376,9 @@ func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Serv
 		on   bool
 		run  func(context.Context) error
 	}{
-		{"metrics-server", !slices.Contains(opts.Disable, "metrics-server"), func(ctx context.Context) error { return embedded.RunMetricsServer(ctx, metricsArgs) }},
+		{"metrics-server", !slices.Contains(opts.Disable, "metrics-server"), func(ctx context.Context) error {
+			return runMetricsServer(ctx, cfg, metricsArgs, cp.advertiseAddress, metricsServerPort, serverID(identity))
+		}},
 		{"helm", !opts.DisableHelm, helmController.Run},
 		{"local-storage", !slices.Contains(opts.Disable, "local-storage"), func(ctx context.Context) error { return localstorage.Run(ctx, cfg) }},
 		{"servicelb", !slices.Contains(opts.Disable, "servicelb"), func(ctx context.Context) error { return servicelb.Run(ctx, cfg) }},

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,9 +32,7 @@ func TestTwoServersOneDatabase(t *testing.T) {
 	aHost := c.hosts.AddHost("a")
 	pgPort := harness.StartPostgres(t, "10.99.0.1")
 	dsn := fmt.Sprintf("postgres://postgres@10.99.0.1:%d/postgres?sslmode=disable", pgPort)
-	// metrics-server would be served by each server with its own address
-	// in one shared manifest: off here (see README, several servers).
-	common := []string{"--config", c.emptyConfig(), "--datastore-endpoint", dsn, "--disable", "metrics-server"}
+	common := []string{"--config", c.emptyConfig(), "--datastore-endpoint", dsn}
 
 	s1 := c.start(s1Host, append([]string{"server", "--data-dir", c.data("server-1", s1Host), "--node-name", "server-1",
 		"--write-kubeconfig", filepath.Join(c.dir, "admin.yaml")}, common...)...)
@@ -68,6 +67,25 @@ func TestTwoServersOneDatabase(t *testing.T) {
 		})
 		a.waitLog(s2Host.IP+":6443", time.Minute)
 	})
+	t.Run("each server serves metrics with an endpoint of its own", func(t *testing.T) {
+		harness.WaitFor(t, time.Minute, "two metrics-server EndpointSlices, one per server", func() error {
+			list, err := k.DiscoveryV1().EndpointSlices("kube-system").List(context.Background(), metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=metrics-server"})
+			if err != nil {
+				return err
+			}
+			var got []string
+			for _, s := range list.Items {
+				for _, e := range s.Endpoints {
+					got = append(got, e.Addresses...)
+				}
+			}
+			sort.Strings(got)
+			if want := []string{s1Host.IP, s2Host.IP}; !slices.Equal(got, want) {
+				return fmt.Errorf("metrics-server endpoints %v, want %v", got, want)
+			}
+			return nil
+		})
+	})
 
 	s1.stop()
 	k2 := client(t, c.hostKubeconfig(s2Host))
@@ -100,6 +118,15 @@ func TestTwoServersOneDatabase(t *testing.T) {
 				}
 			}
 			return fmt.Errorf("%d pods, none running on the agent", len(pods.Items))
+		})
+	})
+	t.Run("kubectl top through the second server alone", func(t *testing.T) {
+		harness.WaitFor(t, 2*time.Minute, "metrics for the agent via server-2", func() error {
+			out, err := c.kubectl(c.hostKubeconfig(s2Host), "top", "nodes", "--no-headers")
+			if err != nil || !strings.Contains(out, "agent ") {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
 		})
 	})
 	if a.hasExited() || s2.hasExited() {
