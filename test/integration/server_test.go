@@ -95,6 +95,14 @@ func (s *server) args(extra ...string) []string {
 // start launches the server and waits until the kubeconfig works and /readyz is ok.
 func (s *server) start(extra ...string) {
 	s.t.Helper()
+	if err := s.tryStart(extra...); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// tryStart is start, returning an exit during the start as an error.
+func (s *server) tryStart(extra ...string) error {
+	s.t.Helper()
 	s.log = &harness.SyncBuffer{}
 	s.cmd = exec.Command(clusterBin, s.args(extra...)...)
 	if s.hostname != "" {
@@ -120,7 +128,7 @@ func (s *server) start(extra ...string) {
 		select {
 		case err := <-s.waitCh:
 			s.ended = true
-			s.t.Fatalf("server exited during start: %v\n%s", err, harness.Tail(s.log.String(), 60))
+			return fmt.Errorf("server exited during start: %v\n%s", err, harness.Tail(s.log.String(), 60))
 		case <-deadline:
 			s.t.Fatalf("server not ready after 3m\n%s", harness.Tail(s.log.String(), 60))
 		case <-time.After(250 * time.Millisecond):
@@ -132,7 +140,7 @@ func (s *server) start(extra ...string) {
 		if c, err := s.client(); err == nil {
 			body, err := c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(context.Background())
 			if err == nil && string(body) == "ok" {
-				return
+				return nil
 			}
 		}
 	}
