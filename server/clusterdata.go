@@ -16,10 +16,19 @@ import (
 
 // clusterData is what servers on one datastore share (server/bootstrap).
 type clusterData struct {
-	store  bootstrap.Store
-	files  bootstrap.Files
-	client *clientv3.Client
-	found  bool
+	store bootstrap.Store
+	files bootstrap.Files
+	found bool
+}
+
+// datastoreClient talks to the datastore's etcd API (kine's socket); the
+// caller closes it.
+func datastoreClient(endpoints []string) (*clientv3.Client, error) {
+	client, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("datastore client: %w", err)
+	}
+	return client, nil
 }
 
 func clusterDataFiles(p paths, serverDir string) bootstrap.Files {
@@ -40,17 +49,12 @@ func clusterDataFiles(p paths, serverDir string) bootstrap.Files {
 // stored it already, writes its CAs, keys and agent token into this data
 // dir, decrypted with the server token's secret (given, or kept from an
 // earlier start).
-func restoreClusterData(ctx context.Context, endpoints []string, p paths, serverDir, givenToken string) (*clusterData, error) {
-	client, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return nil, fmt.Errorf("datastore client: %w", err)
-	}
-	d := &clusterData{store: bootstrap.Store{Client: client}, files: clusterDataFiles(p, serverDir), client: client}
+func restoreClusterData(ctx context.Context, client *clientv3.Client, p paths, serverDir, givenToken string) (*clusterData, error) {
+	d := &clusterData{store: bootstrap.Store{Client: client}, files: clusterDataFiles(p, serverDir)}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	sealed, err := d.store.Get(rctx)
 	if err != nil {
-		client.Close()
 		return nil, err
 	}
 	if sealed == nil {
@@ -67,21 +71,17 @@ func restoreClusterData(ctx context.Context, endpoints []string, p paths, server
 	if givenToken != "" {
 		t, err := token.Parse(givenToken)
 		if err != nil {
-			client.Close()
 			return nil, fmt.Errorf("--token: %w", err)
 		}
 		if secret != "" && t.Secret != secret {
-			client.Close()
 			return nil, fmt.Errorf("--token differs from the token this cluster was created with (kept in %s); use the stored token or a new --data-dir", tokenPath)
 		}
 		secret = t.Secret
 	}
 	if secret == "" {
-		client.Close()
 		return nil, errors.New("the datastore already holds a cluster: start this server with that cluster's server token (--token or --token-file, from <data-dir>/server/token of its first server)")
 	}
 	if err := bootstrap.Open(secret, sealed, d.files); err != nil {
-		client.Close()
 		if errors.Is(err, bootstrap.ErrWrongToken) {
 			return nil, errors.New("--token is not the server token of the cluster in this datastore (its data does not decrypt with it)")
 		}
@@ -91,11 +91,10 @@ func restoreClusterData(ctx context.Context, endpoints []string, p paths, server
 	return d, nil
 }
 
-// storeClusterData stores this server's cluster data unless it came from
+// storeIfNew stores this server's cluster data unless it came from
 // the datastore; another server storing first in between is an error (start
 // again to join it).
 func (d *clusterData) storeIfNew(ctx context.Context, secret string) error {
-	defer d.client.Close()
 	if d.found {
 		return nil
 	}

@@ -109,7 +109,12 @@ func Run(ctx context.Context, opts *options.Server) error {
 		}
 		return err
 	}
-	clusterData, err := restoreClusterData(ctx, kine.Endpoints(), p, serverDir, givenToken)
+	dsClient, err := datastoreClient(kine.Endpoints())
+	if err != nil {
+		return err
+	}
+	defer dsClient.Close()
+	clusterData, err := restoreClusterData(ctx, dsClient, p, serverDir, givenToken)
 	if err != nil {
 		return err
 	}

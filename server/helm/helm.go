@@ -181,7 +181,7 @@ func (c *Controller) reconcile(ctx context.Context, key string, charts, configs 
 	if target == "" {
 		target = hc.Namespace
 	}
-	charts2 := c.dyn.Resource(HelmChartResource).Namespace(ns)
+	resource := c.dyn.Resource(HelmChartResource).Namespace(ns)
 
 	if hc.DeletionTimestamp != nil {
 		if !slices.Contains(hc.Finalizers, Finalizer) {
@@ -190,15 +190,15 @@ func (c *Controller) reconcile(ctx context.Context, key string, charts, configs 
 		if err := c.uninstall(target, &hc); err != nil {
 			return err
 		}
-		return c.setFinalizer(ctx, charts2, &hc, false)
+		return c.setFinalizer(ctx, resource, &hc, false)
 	}
 	if !slices.Contains(hc.Finalizers, Finalizer) {
 		// The update brings the HelmChart back through the queue.
-		return c.setFinalizer(ctx, charts2, &hc, true)
+		return c.setFinalizer(ctx, resource, &hc, true)
 	}
 
 	rel, applyErr := c.apply(ctx, target, &hc, hcc)
-	if err := c.setStatus(ctx, charts2, &hc, rel, applyErr); err != nil && applyErr == nil {
+	if err := c.setStatus(ctx, resource, &hc, rel, applyErr); err != nil && applyErr == nil {
 		return err
 	}
 	return applyErr
