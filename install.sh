@@ -200,7 +200,7 @@ rm -rf /var/lib/cni /run/flannel
 for save in iptables-save ip6tables-save iptables-legacy-save; do
     restore=\$(echo "\$save" | sed 's/-save/-restore/')
     command -v "\$save" >/dev/null 2>&1 || continue
-    "\$save" | grep -v -E 'KUBE-|CNI-|FLANNEL|flannel|cluster|CLUSTER-NOLEAK' | "\$restore" 2>/dev/null
+    "\$save" -c | grep -v -E 'KUBE-|CNI-|FLANNEL|flannel|cluster|CLUSTER-NOLEAK' | "\$restore" -c 2>/dev/null
 done
 ip route flush proto 239 2>/dev/null
 if command -v nft >/dev/null 2>&1; then

@@ -38,7 +38,8 @@ for link in cni0 flannel.1; do ip link delete "$link" 2>/dev/null; done
 for save in iptables-save ip6tables-save; do
     command -v "$save" >/dev/null 2>&1 || continue
     restore=$(echo "$save" | sed 's/-save$/-restore/')
-    "$save" | grep -v -E 'KUBE-|CNI-|FLANNEL|flanneld|CLUSTER-NOLEAK' | "$restore" 2>/dev/null
+    # -c keeps the packet counters of every rule that stays.
+    "$save" -c | grep -v -E 'KUBE-|CNI-|FLANNEL|flanneld|CLUSTER-NOLEAK' | "$restore" -c 2>/dev/null
 done
 # The unreachable route for the pod network (agent/noleak marks its routes).
 ip route flush proto 239 2>/dev/null
