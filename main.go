@@ -58,6 +58,7 @@ func newRootCommand() *cobra.Command {
 		agent.NewCommand(),
 		bootstraptoken.NewCommand(options.DefaultKubeconfig),
 		preflight.NewCommand(options.DefaultDataDir, agent.ProxyMode),
+		server.NewEtcdSnapshotCommand(),
 		passThrough("kubectl", "Run kubectl (defaults to the admin kubeconfig)", false,
 			func(args []string) { os.Exit(embedded.RunKubectl(args, options.DefaultKubeconfig)) }),
 		passThrough("ctr", "Run ctr against the node's containerd (namespace k8s.io; CLUSTER_DATA_DIR picks the node)", false, runCtr),

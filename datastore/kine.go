@@ -100,7 +100,7 @@ func (k *Kine) Start(startCtx context.Context) error {
 		k.wg.Wait()
 		return err // the supervisor says "start kine: …"
 	}
-	logging.For("kine").Infof("datastore %s serving etcd API at %s", k.describe(), strings.Join(k.endpoints, ","))
+	logging.For("kine").Infof("datastore %s serving etcd API at %s", k.Describe(), strings.Join(k.endpoints, ","))
 	return nil
 }
 
@@ -122,7 +122,7 @@ func (k *Kine) serve(ctx context.Context) error {
 	_, backend, err := drivers.New(ctx, &k.wg, cfg)
 	if err != nil {
 		// Never print the DSN: it may hold a password.
-		return fmt.Errorf("datastore %s: %w", k.describe(), err)
+		return fmt.Errorf("datastore %s: %w", k.Describe(), err)
 	}
 	if backend == nil {
 		k.endpoints = strings.Split(k.Endpoint, ",")
@@ -168,8 +168,8 @@ func (k *Kine) serve(ctx context.Context) error {
 	return nil
 }
 
-// describe names the backend without credentials.
-func (k *Kine) describe() string {
+// Describe names the backend without credentials.
+func (k *Kine) Describe() string {
 	if k.Endpoint == "" {
 		return "sqlite " + filepath.Join(k.DBDir, "state.db")
 	}

@@ -41,6 +41,8 @@ func clusterDataFiles(p paths, serverDir string) bootstrap.Files {
 		"request-header-ca.crt": t.RequestHeaderCA.Cert,
 		"request-header-ca.key": t.RequestHeaderCA.Key,
 		"service.key":           t.ServiceAccountKey,
+		"etcd-ca.crt":           t.EtcdCA.Cert,
+		"etcd-ca.key":           t.EtcdCA.Key,
 		"agent-token":           filepath.Join(serverDir, "agent-token"),
 	}
 }

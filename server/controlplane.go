@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cluster-io/cluster/datastore"
 	"github.com/cluster-io/cluster/internal/argv"
 	"github.com/cluster-io/cluster/internal/joinapi"
 	"github.com/cluster-io/cluster/server/pki"
@@ -57,6 +58,7 @@ anonymous:
   - path: /healthz
   - path: ` + joinapi.CACertsPath + `
   - path: ` + joinapi.JoinPath + `
+  - path: ` + joinapi.ServerJoinPath + `
 `
 
 // controlPlane is the resolved configuration the daemons' flags come from.
@@ -68,6 +70,7 @@ type controlPlane struct {
 	serviceCIDR      string
 	clusterDomain    string
 	etcdServers      []string
+	etcdTLS          *datastore.EtcdTLS // embedded etcd's client credentials; nil for kine
 	p                paths
 }
 
@@ -86,7 +89,7 @@ func (c controlPlane) loopbackURL() string {
 
 func (c controlPlane) apiServerArgs(extra []string) []string {
 	t := c.p.tls
-	return argv.Merge(map[string]string{
+	m := map[string]string{
 		"advertise-address":                  c.advertiseAddress.String(),
 		"allow-privileged":                   "true",
 		"api-audiences":                      c.issuer() + ",cluster",
@@ -122,7 +125,11 @@ func (c controlPlane) apiServerArgs(extra []string) []string {
 		"storage-backend":                         "etcd3",
 		"tls-cert-file":                           t.APIServerServing.Cert,
 		"tls-private-key-file":                    t.APIServerServing.Key,
-	}, extra)
+	}
+	if c.etcdTLS != nil {
+		m["etcd-cafile"], m["etcd-certfile"], m["etcd-keyfile"] = c.etcdTLS.CA, c.etcdTLS.ClientCert, c.etcdTLS.ClientKey
+	}
+	return argv.Merge(m, extra)
 }
 
 func (c controlPlane) controllerManagerArgs(extra []string) []string {

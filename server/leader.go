@@ -51,6 +51,9 @@ func (e *elected) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s leader election: %w", e.lease, err)
 	}
+	// Bounded requests: releasing the lease on stop must not hang on an
+	// apiserver whose datastore lost its quorum.
+	cfg.Timeout = 5 * time.Second
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("%s leader election: %w", e.lease, err)

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -98,31 +99,55 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err := os.MkdirAll(serverDir, 0o700); err != nil {
 		return err
 	}
-	kine := &datastore.Kine{
-		Endpoint:   opts.DatastoreEndpoint,
-		DBDir:      filepath.Join(serverDir, "db"),
-		SocketPath: p.kineSocket,
-	}
-	if err := mgr.Start(ctx, kine); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	dsClient, err := datastoreClient(kine.Endpoints())
+	sans, err := pki.APIServerSANs([]net.IP{nodeIP}, opts.ServiceCIDR, opts.ClusterDomain, opts.TLSSANs)
 	if err != nil {
 		return err
 	}
-	defer dsClient.Close()
+	var (
+		endpoints []string
+		dsClient  *clientv3.Client
+		etcdFiles *datastore.EtcdTLS
+		dsName    string
+	)
+	useEtcd := usesEtcd(opts, serverDir)
+	if useEtcd {
+		es, err := startEtcd(ctx, mgr, opts, p, serverDir, givenToken, sans, nodeIP)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		defer es.client.Close()
+		if es.reset {
+			log.Infof("etcd membership reset: this server's member is a cluster of its own now. Start it again without --cluster-reset; to rejoin another server, move its %s away and start it with --server pointing here", filepath.Join("<data-dir>", "server", "db"))
+			return nil
+		}
+		endpoints, dsClient, dsName = es.etcd.Endpoints(), es.client, "embedded etcd"
+		etcdFiles = &es.etcd.TLS
+	} else {
+		kine := &datastore.Kine{
+			Endpoint:   opts.DatastoreEndpoint,
+			DBDir:      filepath.Join(serverDir, "db"),
+			SocketPath: p.kineSocket,
+		}
+		if err := mgr.Start(ctx, kine); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if dsClient, err = datastoreClient(kine.Endpoints()); err != nil {
+			return err
+		}
+		defer dsClient.Close()
+		endpoints, dsName = kine.Endpoints(), kine.Describe()
+	}
 	clusterData, err := restoreClusterData(ctx, dsClient, p, serverDir, givenToken)
 	if err != nil {
 		return err
 	}
 
-	sans, err := pki.APIServerSANs([]net.IP{nodeIP}, opts.ServiceCIDR, opts.ClusterDomain, opts.TLSSANs)
-	if err != nil {
-		return err
-	}
 	if _, err := pki.Ensure(p.tls.Dir, sans); err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
@@ -153,7 +178,8 @@ func Run(ctx context.Context, opts *options.Server) error {
 		serviceCIDR:      opts.ServiceCIDR,
 		clusterDomain:    opts.ClusterDomain,
 		p:                p,
-		etcdServers:      kine.Endpoints(),
+		etcdServers:      endpoints,
+		etcdTLS:          etcdFiles,
 	}
 	if err := writeControlPlaneFiles(cp); err != nil {
 		return err
@@ -162,6 +188,11 @@ func Run(ctx context.Context, opts *options.Server) error {
 	join, err := newSupervisor(cp, opts, serverToken, agentToken, caPEM)
 	if err != nil {
 		return err
+	}
+	join.Datastore = dsName
+	if useEtcd {
+		members := &etcdMembers{client: dsClient, files: clusterData.files, tokenSecret: serverToken.Secret}
+		join.AddServer = members.AddServer
 	}
 	routes := join.Routes()
 	apiArgs := cp.apiServerArgs(opts.KubeAPIServerArgs)
@@ -173,7 +204,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 	}
 	// Servers sharing a datastore elect one controller-manager, one
 	// scheduler and one of each of our controllers (server/leader.go).
-	shared := sharedDatastore(opts.DatastoreEndpoint)
+	shared := sharedDatastore(opts.DatastoreEndpoint) || useEtcd
 	identity := fmt.Sprintf("%s_%s", hostnameOr("server"), net.JoinHostPort(nodeIP.String(), strconv.Itoa(opts.HTTPSListenPort)))
 	cmReady := component.HTTPReady(insecureHealthClient(), healthURL(argPort(cmArgs, controllerManagerPort)))
 	schedReady := component.HTTPReady(insecureHealthClient(), healthURL(argPort(schedArgs, schedulerPort)))
@@ -193,8 +224,8 @@ func Run(ctx context.Context, opts *options.Server) error {
 			ReadyFunc:     component.HTTPReady(readyClient, cp.loopbackURL()+"/readyz"),
 			StopTimeout:   70 * time.Second, // its own graceful termination takes up to 60s
 		},
-		&component.Runner{ComponentName: "kube-controller-manager", Run: cmRun, ReadyFunc: cmReady},
-		&component.Runner{ComponentName: "kube-scheduler", Run: schedRun, ReadyFunc: schedReady},
+		&component.Runner{ComponentName: "kube-controller-manager", Run: cmRun, ReadyFunc: cmReady, StopTimeout: 10 * time.Second},
+		&component.Runner{ComponentName: "kube-scheduler", Run: schedRun, ReadyFunc: schedReady, StopTimeout: 10 * time.Second},
 	}
 	if err := mgr.Start(ctx, components...); err != nil {
 		if ctx.Err() != nil {
@@ -235,6 +266,15 @@ func Run(ctx context.Context, opts *options.Server) error {
 			return fmt.Errorf("node: %w", err)
 		}
 		log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
+		if useEtcd {
+			member, _ := memberName(serverDir)
+			go markServerNode(ctx, join.Client, name, member)
+		}
+	}
+	if useEtcd {
+		if err := startEtcdControllers(ctx, mgr, opts, join.Client, dsClient); err != nil {
+			return err
+		}
 	}
 
 	return mgr.Wait(ctx)

@@ -164,7 +164,7 @@ func joinOnce(ctx context.Context, c Config) (*Result, error) {
 		req.CSRs[name] = csr
 	}
 	var resp joinapi.Response
-	if err := post(ctx, c.Server, caPEM, &req, &resp); err != nil {
+	if err := post(ctx, c.Server, joinapi.JoinPath, caPEM, &req, &resp); err != nil {
 		return nil, err
 	}
 	if err := writeFiles(files, &resp); err != nil {
@@ -207,8 +207,52 @@ func fetchCA(ctx context.Context, server, wantHash string) ([]byte, error) {
 	return body, nil
 }
 
-// post sends the join request over TLS verified by the pinned CA.
-func post(ctx context.Context, server string, caPEM []byte, in *joinapi.Request, out *joinapi.Response) error {
+// JoinServer asks server to add a server to its embedded etcd cluster
+// (joinapi.ServerJoinPath), pinning its CA with tok's hash. It retries
+// while the server cannot answer, like Join, and returns the server's CA.
+func JoinServer(ctx context.Context, server string, tok token.Token, memberName, peerURL string) (*joinapi.ServerJoinResponse, []byte, error) {
+	if tok.CAHash == "" {
+		log.Warnf("the token has no CA hash (K10<hash>::…): this server trusts whatever CA %s presents with the cluster's keys. Use the full token from the first server's <data-dir>/server/token", server)
+	}
+	nextLog := time.Now().Add(2 * time.Second)
+	delay := 200 * time.Millisecond
+	for {
+		resp, caPEM, err := joinServerOnce(ctx, server, tok, memberName, peerURL)
+		var refused *Refused
+		if err == nil || errors.As(err, &refused) {
+			return resp, caPEM, err
+		}
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		if time.Now().After(nextLog) {
+			log.Infof("waiting for server %s: %v", server, err)
+			nextLog = time.Now().Add(30 * time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+func joinServerOnce(ctx context.Context, server string, tok token.Token, memberName, peerURL string) (*joinapi.ServerJoinResponse, []byte, error) {
+	caPEM, err := fetchCA(ctx, server, tok.CAHash)
+	if err != nil {
+		return nil, nil, err
+	}
+	var resp joinapi.ServerJoinResponse
+	req := joinapi.ServerJoinRequest{Token: tok.Credential(), MemberName: memberName, PeerURL: peerURL}
+	if err := post(ctx, server, joinapi.ServerJoinPath, caPEM, &req, &resp); err != nil {
+		return nil, nil, err
+	}
+	return &resp, caPEM, nil
+}
+
+// post sends a join request over TLS verified by the pinned CA.
+func post(ctx context.Context, server, path string, caPEM []byte, in, out any) error {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	client := &http.Client{
@@ -219,7 +263,7 @@ func post(ctx context.Context, server string, caPEM []byte, in *joinapi.Request,
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(server, "/")+joinapi.JoinPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(server, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -250,9 +294,9 @@ func post(ctx context.Context, server string, caPEM []byte, in *joinapi.Request,
 		if e.Retry {
 			return errors.New(e.Message)
 		}
-		return &Refused{Reason: "the server refused to join this node: " + e.Message}
+		return &Refused{Reason: "the server refused: " + e.Message}
 	}
-	return fmt.Errorf("POST %s: %s: %s", joinapi.JoinPath, resp.Status, oneLine(data))
+	return fmt.Errorf("POST %s: %s: %s", path, resp.Status, oneLine(data))
 }
 
 // nodePassword returns the node's password, made on first use. It stays in

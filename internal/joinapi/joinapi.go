@@ -7,6 +7,12 @@
 //	                        trusts the server with anything.
 //	POST /v1-cluster/join   a Request with the node's token → a Response with
 //	                        the node's certificates and the cluster settings.
+//	POST /v1-cluster/server-join
+//	                        a ServerJoinRequest with the server token (only
+//	                        that token) → a ServerJoinResponse: the cluster's
+//	                        CAs and keys, sealed with the token's secret, and
+//	                        the etcd membership the new server joins as a
+//	                        learner (it promotes itself once in sync).
 //
 // Keys never leave a node: it sends certificate signing requests, and the
 // server decides every name in the certificates it signs (it takes only the
@@ -16,7 +22,8 @@ package joinapi
 // Paths the server serves.
 const (
 	CACertsPath = "/cacerts"
-	JoinPath    = "/v1-cluster/join"
+	JoinPath       = "/v1-cluster/join"
+	ServerJoinPath = "/v1-cluster/server-join"
 )
 
 // Names of the certificates a node asks for.
@@ -71,4 +78,26 @@ type Config struct {
 type Error struct {
 	Message string `json:"message"`
 	Retry   bool   `json:"retry"`
+}
+
+// ServerJoinRequest is what a server joining an embedded-etcd cluster sends.
+type ServerJoinRequest struct {
+	// Token is the server token's credential ("server:<secret>" or the bare
+	// secret); agent and bootstrap tokens are refused.
+	Token string `json:"token"`
+	// MemberName and PeerURL are the joining etcd member's.
+	MemberName string `json:"memberName"`
+	PeerURL    string `json:"peerURL"`
+}
+
+// ServerJoinResponse is what a joining server gets.
+type ServerJoinResponse struct {
+	// ClusterData is server/bootstrap's sealed data: CAs, keys, agent token.
+	ClusterData []byte `json:"clusterData"`
+	// MemberID is the learner added for the joining server.
+	MemberID uint64 `json:"memberID"`
+	// InitialCluster is name=peerURL,… of every member, the new one
+	// included (etcd's --initial-cluster).
+	InitialCluster string `json:"initialCluster"`
+	Config         Config `json:"config"`
 }

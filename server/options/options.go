@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,6 +55,11 @@ type Server struct {
 	AgentToken          string
 	AgentTokenFile      string
 	DatastoreEndpoint   string
+	ClusterInit         bool
+	Server              string
+	ClusterReset        bool
+	ClusterResetRestore string
+	EtcdSnapshots
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
 	DisableAgent        bool
@@ -85,6 +91,11 @@ func (o *Server) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.AgentToken, "agent-token", "", "Shared secret that joins agents but never servers (default: the server token; kept in <data-dir>/server/agent-token)")
 	fs.StringVar(&o.AgentTokenFile, "agent-token-file", "", "File holding the agent token")
 	fs.StringVar(&o.DatastoreEndpoint, "datastore-endpoint", "", "kine datastore: empty for SQLite at <data-dir>/server/db/state.db, or sqlite://, bolt:///path/state.bolt, postgres://, mysql:// DSN")
+	fs.BoolVar(&o.ClusterInit, "cluster-init", false, "Run embedded etcd instead of kine/SQLite, so that more servers can join (--server); an existing SQLite cluster is migrated into it")
+	fs.StringVarP(&o.Server, "server", "s", "", "Join the embedded-etcd cluster of this server, https://HOST:6443, with its server token (env CLUSTER_URL)")
+	fs.BoolVar(&o.ClusterReset, "cluster-reset", false, "Make this server's etcd member a cluster of its own (lost quorum), then exit; restart without the flag")
+	fs.StringVar(&o.ClusterResetRestore, "cluster-reset-restore-path", "", "With --cluster-reset: restore this etcd snapshot file first")
+	o.EtcdSnapshots.AddFlags(fs)
 	fs.StringVarP(&o.WriteKubeconfig, "write-kubeconfig", "o", DefaultKubeconfig, "Write the admin kubeconfig to this file")
 	fs.StringVar(&o.WriteKubeconfigMode, "write-kubeconfig-mode", DefaultKubeconfigMode, "File mode of the admin kubeconfig, octal (e.g. 0644)")
 	fs.BoolVar(&o.DisableAgent, "disable-agent", false, "Do not run the node (containerd, kubelet, …) in this process")
@@ -102,7 +113,7 @@ func (o *Server) AddFlags(fs *pflag.FlagSet) {
 // variables and the config file. The config file itself may be named by
 // --config or CLUSTER_CONFIG_FILE.
 func (o *Server) Load(cmd *cobra.Command, getenv func(string) string) error {
-	return cliopts.Load(cmd.Flags(), &o.ConfigFile, getenv, nil)
+	return cliopts.Load(cmd.Flags(), &o.ConfigFile, getenv, map[string]string{"server": "CLUSTER_URL"})
 }
 
 // Validate checks the options and returns the first problem as an error a
@@ -176,6 +187,29 @@ func (o *Server) Validate() error {
 		if err := validateEndpoint(o.DatastoreEndpoint); err != nil {
 			return err
 		}
+		switch {
+		case o.ClusterInit:
+			return errors.New("--cluster-init runs embedded etcd: it cannot be combined with --datastore-endpoint")
+		case o.Server != "":
+			return errors.New("--server joins an embedded-etcd cluster; servers on an external database share it instead: give them the same --datastore-endpoint and --token, without --server")
+		case o.ClusterReset:
+			return errors.New("--cluster-reset resets embedded etcd; it cannot be combined with --datastore-endpoint")
+		}
+	}
+	if o.Server != "" {
+		u, err := url.Parse(o.Server)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("--server %q: want https://HOST:PORT, e.g. https://10.0.0.1:6443", o.Server)
+		}
+		if o.Token == "" && o.TokenFile == "" {
+			return errors.New("--server needs the first server's token (--token or --token-file, from its <data-dir>/server/token)")
+		}
+	}
+	if o.ClusterResetRestore != "" && !o.ClusterReset {
+		return errors.New("--cluster-reset-restore-path needs --cluster-reset")
+	}
+	if err := o.EtcdSnapshots.Validate(); err != nil {
+		return err
 	}
 	for flag, args := range map[string][]string{
 		"--kube-apiserver-arg":          o.KubeAPIServerArgs,

@@ -66,6 +66,13 @@ type Files struct {
 	AuthProxy        Pair // apiserver → aggregated APIs (request header client)
 	MetricsServer    Pair // system:metrics-server: reads the API, scrapes kubelets
 	MetricsServing   Pair // metrics-server's serving certificate (the APIService trusts the server CA)
+
+	// Embedded etcd (EnsureEtcd): its own CA, so that no other client
+	// certificate of the cluster opens the datastore.
+	EtcdCA     Pair
+	EtcdServer Pair // etcd's client-facing serving certificate
+	EtcdPeer   Pair // member ↔ member, both directions
+	EtcdClient Pair // the apiserver's and our own tools' client certificate
 }
 
 // Layout returns the file names under dir without touching the disk.
@@ -87,7 +94,37 @@ func Layout(dir string) Files {
 		AuthProxy:         p("client-auth-proxy"),
 		MetricsServer:     p("client-metrics-server"),
 		MetricsServing:    p("serving-metrics-server"),
+		EtcdCA:            p("etcd/ca"),
+		EtcdServer:        p("etcd/server"),
+		EtcdPeer:          p("etcd/peer"),
+		EtcdClient:        p("etcd/client"),
 	}
+}
+
+// EnsureEtcd creates what is missing or stale of the embedded etcd's CA and
+// certificates, for a member on nodeIP.
+func EnsureEtcd(f Files, nodeIP net.IP) error {
+	if err := os.MkdirAll(filepath.Dir(f.EtcdCA.Cert), 0o700); err != nil {
+		return err
+	}
+	ca, err := ensureCA(f.EtcdCA, "cluster-etcd-ca")
+	if err != nil {
+		return err
+	}
+	sans := SANs{DNSNames: []string{"localhost"}, IPs: []net.IP{nodeIP, net.ParseIP("127.0.0.1")}}
+	for _, l := range []struct {
+		pair Pair
+		spec LeafSpec
+	}{
+		{f.EtcdServer, LeafSpec{CommonName: "etcd-server", SANs: sans, Usage: x509.ExtKeyUsageServerAuth}},
+		{f.EtcdPeer, LeafSpec{CommonName: "etcd-peer", SANs: sans, Usage: x509.ExtKeyUsageServerAuth, ExtraUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}},
+		{f.EtcdClient, LeafSpec{CommonName: "etcd-client", Usage: x509.ExtKeyUsageClientAuth}},
+	} {
+		if err := EnsureLeaf(l.pair, ca, l.spec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Ensure creates whatever is missing or stale under dir and returns the
@@ -188,6 +225,7 @@ type LeafSpec struct {
 	Organization []string
 	SANs         SANs
 	Usage        x509.ExtKeyUsage
+	ExtraUsages  []x509.ExtKeyUsage
 }
 
 // EnsureLeaf keeps an existing certificate that still fits spec and ca, and
@@ -256,7 +294,7 @@ func Issue(ca *CA, pub crypto.PublicKey, spec LeafSpec) (*x509.Certificate, erro
 		NotBefore:    now.Add(-time.Hour), // tolerate small clock skew between nodes
 		NotAfter:     now.Add(leafValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{spec.Usage},
+		ExtKeyUsage:  append([]x509.ExtKeyUsage{spec.Usage}, spec.ExtraUsages...),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,13 +52,20 @@ type Server struct {
 	Client kubernetes.Interface
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// AddServer adds a joining server's etcd member and returns what it
+	// needs (ClusterData, MemberID, InitialCluster); nil when this server
+	// does not run embedded etcd.
+	AddServer func(ctx context.Context, memberName, peerURL string) (*joinapi.ServerJoinResponse, error)
+	// Datastore names this server's datastore, for refusals.
+	Datastore string
 }
 
 // Routes are the handlers by path, for the apiserver to serve.
 func (s *Server) Routes() map[string]http.Handler {
 	return map[string]http.Handler{
-		joinapi.CACertsPath: http.HandlerFunc(s.caCerts),
-		joinapi.JoinPath:    http.HandlerFunc(s.join),
+		joinapi.CACertsPath:    http.HandlerFunc(s.caCerts),
+		joinapi.JoinPath:       http.HandlerFunc(s.join),
+		joinapi.ServerJoinPath: http.HandlerFunc(s.serverJoin),
 	}
 }
 
@@ -86,6 +94,10 @@ type refusal struct {
 
 func (e *refusal) Error() string { return e.msg }
 
+// Refuse is an error with an HTTP status for the joining side: 4xx are
+// final, 5xx may pass (for AddServer).
+func Refuse(status int, format string, args ...any) error { return refuse(status, format, args...) }
+
 func refuse(status int, format string, args ...any) error {
 	return &refusal{status: status, msg: fmt.Sprintf(format, args...)}
 }
@@ -109,6 +121,54 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	log.Infof("node %s joined from %s with %s", req.NodeName, r.RemoteAddr, how)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+func (s *Server) serverJoin(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	var req joinapi.ServerJoinRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeError(w, refuse(http.StatusBadRequest, "server join request is not valid JSON: %v", err))
+		return
+	}
+	resp, err := s.handleServerJoin(r.Context(), &req)
+	if err != nil {
+		log.Warnf("refused server %q from %s: %v", req.MemberName, r.RemoteAddr, err)
+		writeError(w, err)
+		return
+	}
+	log.Infof("server %s (etcd peer %s) joins from %s as etcd learner %x", req.MemberName, req.PeerURL, r.RemoteAddr, resp.MemberID)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// handleServerJoin checks that the request carries the server token (the
+// cluster's CA keys go to servers only), then adds the member.
+func (s *Server) handleServerJoin(ctx context.Context, req *joinapi.ServerJoinRequest) (*joinapi.ServerJoinResponse, error) {
+	tok, err := token.Parse(req.Token)
+	if err != nil {
+		return nil, refuse(http.StatusUnauthorized, "token: %v", err)
+	}
+	if _, bootstrap := tok.BootstrapID(); bootstrap || tok.Username == token.NodeUser || !equal(tok.Secret, s.ServerToken.Secret) {
+		return nil, refuse(http.StatusUnauthorized, "a server joins only with the server token (<data-dir>/server/token of a server); agent and bootstrap tokens join agents")
+	}
+	if s.AddServer == nil {
+		return nil, refuse(http.StatusBadRequest, "this server's datastore is %s, not embedded etcd: servers on an external SQL database share it instead (start them with the same --datastore-endpoint and --token, without --server)", s.Datastore)
+	}
+	if errs := validation.IsDNS1123Subdomain(req.MemberName); len(errs) > 0 {
+		return nil, refuse(http.StatusBadRequest, "member name %q: %s", req.MemberName, errs[0])
+	}
+	if u, err := url.Parse(req.PeerURL); err != nil || u.Scheme != "https" || net.ParseIP(u.Hostname()) == nil || u.Port() == "" {
+		return nil, refuse(http.StatusBadRequest, "peer URL %q: want https://IP:PORT", req.PeerURL)
+	}
+	resp, err := s.AddServer(ctx, req.MemberName, req.PeerURL)
+	if err != nil {
+		return nil, err
+	}
+	resp.Config = s.Config
+	return resp, nil
 }
 
 func writeError(w http.ResponseWriter, err error) {

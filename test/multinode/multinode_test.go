@@ -667,7 +667,7 @@ func (c *cluster) hostKubeconfig(srv *harness.Host) string {
 	for _, cl := range cfg.Clusters {
 		cl.Server = "https://" + srv.IP + ":6443"
 	}
-	p := filepath.Join(c.dir, "admin-host.yaml")
+	p := filepath.Join(c.dir, "admin-"+srv.Name+".yaml")
 	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
 		c.t.Fatal(err)
 	}
