@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/cluster-io/cluster/agent"
 	"github.com/cluster-io/cluster/agent/join"
 	"github.com/cluster-io/cluster/component"
 	"github.com/cluster-io/cluster/datastore"
@@ -427,7 +428,7 @@ func startEtcdControllers(ctx context.Context, mgr *component.Manager, opts *opt
 	components := []component.Component{&component.Runner{ComponentName: "etcd-members", Run: removeDeletedMembers(client, etcd), StopTimeout: 5 * time.Second, Optional: true}}
 	if !opts.DisableSnapshots {
 		etcdLog.Infof("snapshots at %q into %s, keeping %d", opts.ScheduleCron, opts.SnapshotDir(opts.DataDir), opts.Retention)
-		components = append(components, &component.Runner{ComponentName: "etcd-snapshots", Run: scheduledSnapshots(opts.DataDir, opts.EtcdSnapshots), StopTimeout: 5 * time.Second, Optional: true})
+		components = append(components, &component.Runner{ComponentName: "etcd-snapshots", Run: scheduledSnapshots(opts.DataDir, agent.NodeName(opts.NodeName), opts.EtcdSnapshots), StopTimeout: 5 * time.Second, Optional: true})
 	}
 	return mgr.Start(ctx, components...)
 }

@@ -502,6 +502,15 @@ func checks(opts *options.Server) preflight.Options {
 			{Address: "127.0.0.1:" + strconv.Itoa(argPort(cp.schedulerArgs(opts.KubeSchedulerArgs), schedulerPort)), User: "kube-scheduler", Flag: "--kube-scheduler-arg=secure-port=…"},
 		},
 	}
+	if opts.DatastoreEndpoint == "" && (opts.ClusterInit || opts.Server != "" || datastore.HasMember(etcdDir(opts.ServerDir()))) && !opts.ClusterReset {
+		host := opts.AdvertiseAddress
+		if host == "" {
+			host = "0.0.0.0"
+		}
+		for _, port := range []int{datastore.EtcdClientPort, datastore.EtcdPeerPort} {
+			o.Ports = append(o.Ports, preflight.Port{Address: net.JoinHostPort(host, strconv.Itoa(port)), User: "etcd"})
+		}
+	}
 	if !slices.Contains(opts.Disable, "metrics-server") {
 		o.Ports = append(o.Ports, preflight.Port{Address: "0.0.0.0:" + strconv.Itoa(metricsServerPort), User: "metrics-server", Flag: "--disable metrics-server"})
 	}

@@ -38,14 +38,13 @@ func snapshotClientConfig(dataDir string) (clientv3.Config, error) {
 
 // takeSnapshot saves one snapshot and, if retention > 0, prunes the older
 // ones of the same name and node.
-func takeSnapshot(ctx context.Context, dataDir, dir, name string, retention int) (etcdsnapshot.Snapshot, []string, error) {
+func takeSnapshot(ctx context.Context, dataDir, dir, name, node string, retention int) (etcdsnapshot.Snapshot, []string, error) {
 	cfg, err := snapshotClientConfig(dataDir)
 	if err != nil {
 		return etcdsnapshot.Snapshot{}, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	node := agent.NodeName("")
 	snap, err := etcdsnapshot.Save(ctx, cfg, dir, name, node, time.Now())
 	if err != nil {
 		return snap, nil, err
@@ -58,7 +57,7 @@ func takeSnapshot(ctx context.Context, dataDir, dir, name string, retention int)
 }
 
 // scheduledSnapshots is the server's snapshot schedule.
-func scheduledSnapshots(dataDir string, o options.EtcdSnapshots) func(context.Context) error {
+func scheduledSnapshots(dataDir, node string, o options.EtcdSnapshots) func(context.Context) error {
 	return func(ctx context.Context) error {
 		schedule, err := cron.ParseStandard(o.ScheduleCron)
 		if err != nil {
@@ -72,7 +71,7 @@ func scheduledSnapshots(dataDir string, o options.EtcdSnapshots) func(context.Co
 				return nil
 			case <-time.After(time.Until(next)):
 			}
-			snap, pruned, err := takeSnapshot(ctx, dataDir, dir, options.DefaultSnapshotName, o.Retention)
+			snap, pruned, err := takeSnapshot(ctx, dataDir, dir, options.DefaultSnapshotName, node, o.Retention)
 			if err != nil {
 				etcdLog.Errorf("scheduled snapshot: %v", err)
 				continue
@@ -93,6 +92,8 @@ func NewEtcdSnapshotCommand() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVarP(&dataDir, "data-dir", "d", dataDir, "The server's data dir")
 	cmd.PersistentFlags().StringVar(&snapOpts.Dir, "etcd-snapshot-dir", "", "Folder of snapshots (default <data-dir>/server/db/snapshots)")
+	var nodeName string
+	cmd.PersistentFlags().StringVar(&nodeName, "node-name", "", "The server's node name, part of snapshot names (default: the hostname)")
 
 	var name string
 	save := &cobra.Command{
@@ -103,7 +104,7 @@ func NewEtcdSnapshotCommand() *cobra.Command {
 			if err := etcdsnapshot.ValidateName(name); err != nil {
 				return err
 			}
-			snap, _, err := takeSnapshot(cmd.Context(), dataDir, snapOpts.SnapshotDir(dataDir), name, 0)
+			snap, _, err := takeSnapshot(cmd.Context(), dataDir, snapOpts.SnapshotDir(dataDir), name, agent.NodeName(nodeName), 0)
 			if err != nil {
 				return err
 			}
@@ -164,7 +165,7 @@ func NewEtcdSnapshotCommand() *cobra.Command {
 			if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("no snapshot folder %s", dir)
 			}
-			deleted, err := etcdsnapshot.Prune(dir, name+"-"+agent.NodeName(""), snapOpts.Retention)
+			deleted, err := etcdsnapshot.Prune(dir, name+"-"+agent.NodeName(nodeName), snapOpts.Retention)
 			for _, n := range deleted {
 				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", n)
 			}

@@ -16,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/etcd/client/v3/snapshot"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/snapshot"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 )

@@ -254,3 +254,69 @@ func TestCACerts(t *testing.T) {
 		t.Errorf("GET /cacerts: %d", rec.Code)
 	}
 }
+
+func TestServerJoin(t *testing.T) {
+	f := newFixture(t)
+	var added []string
+	serverJoin := func(req joinapi.ServerJoinRequest) (int, joinapi.ServerJoinResponse, joinapi.Error) {
+		t.Helper()
+		body, _ := json.Marshal(req)
+		rec := httptest.NewRecorder()
+		f.s.Routes()[joinapi.ServerJoinPath].ServeHTTP(rec, httptest.NewRequest(http.MethodPost, joinapi.ServerJoinPath, bytes.NewReader(body)))
+		var resp joinapi.ServerJoinResponse
+		var e joinapi.Error
+		if rec.Code == http.StatusOK {
+			_ = json.Unmarshal(rec.Body.Bytes(), &resp)
+		} else {
+			_ = json.Unmarshal(rec.Body.Bytes(), &e)
+		}
+		return rec.Code, resp, e
+	}
+	req := func(tok string) joinapi.ServerJoinRequest {
+		return joinapi.ServerJoinRequest{Token: tok, MemberName: "s2-0a1b2c3d", PeerURL: "https://10.0.0.6:2380"}
+	}
+
+	// Without embedded etcd there is nothing to join.
+	f.s.Datastore = "sqlite"
+	if code, _, e := serverJoin(req("server:server-secret")); code != http.StatusBadRequest || !strings.Contains(e.Message, "sqlite") {
+		t.Fatalf("no etcd: %d %q", code, e.Message)
+	}
+
+	f.s.AddServer = func(_ context.Context, name, peer string) (*joinapi.ServerJoinResponse, error) {
+		added = append(added, name+"="+peer)
+		return &joinapi.ServerJoinResponse{ClusterData: []byte("sealed"), MemberID: 7, InitialCluster: "s1=https://10.0.0.5:2380," + name + "=" + peer}, nil
+	}
+	tests := []struct {
+		name string
+		req  joinapi.ServerJoinRequest
+		want int
+	}{
+		{"agent token", req("node:agent-secret"), http.StatusUnauthorized},
+		{"bare agent secret", req("agent-secret"), http.StatusUnauthorized},
+		{"bootstrap token", req(f.token), http.StatusUnauthorized},
+		{"wrong secret", req("server:nope"), http.StatusUnauthorized},
+		{"bad member name", joinapi.ServerJoinRequest{Token: "server-secret", MemberName: "S2_x", PeerURL: "https://10.0.0.6:2380"}, http.StatusBadRequest},
+		{"peer URL not https", joinapi.ServerJoinRequest{Token: "server-secret", MemberName: "s2", PeerURL: "http://10.0.0.6:2380"}, http.StatusBadRequest},
+		{"peer URL without IP", joinapi.ServerJoinRequest{Token: "server-secret", MemberName: "s2", PeerURL: "https://host:2380"}, http.StatusBadRequest},
+		{"server token", req("K10" + strings.Repeat("0", 64) + "::server:server-secret"), http.StatusOK},
+		{"bare server secret", req("server-secret"), http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(added)
+			code, resp, e := serverJoin(tt.req)
+			if code != tt.want {
+				t.Fatalf("status %d (%s), want %d", code, e.Message, tt.want)
+			}
+			if code != http.StatusOK {
+				if len(added) != before {
+					t.Error("a refused server was added as an etcd member")
+				}
+				return
+			}
+			if resp.MemberID != 7 || string(resp.ClusterData) != "sealed" || resp.Config.ClusterCIDR != "10.42.0.0/16" {
+				t.Errorf("answer %+v", resp)
+			}
+		})
+	}
+}

@@ -45,13 +45,38 @@ func TestThreeServersEmbeddedEtcd(t *testing.T) {
 		if i == 0 {
 			return append(args, "--cluster-init")
 		}
+		if i == 1 {
+			// Every minute, keeping two: the test runs long enough to see it.
+			args = append(args, "--etcd-snapshot-schedule-cron", "* * * * *", "--etcd-snapshot-retention", "2")
+		}
 		return append(args, "--server", "https://"+hosts[0].IP+":6443", "--token-file", filepath.Join(c.dir, "server-1", "server", "token"))
 	}
 	servers := make([]*proc, 3)
+	// server-1 starts as a single server on SQLite, then grows: with
+	// --cluster-init its data moves into etcd.
+	sqliteArgs := serverArgs(0)
+	sqliteArgs = sqliteArgs[:len(sqliteArgs)-1]
+	servers[0] = c.start(hosts[0], sqliteArgs...)
+	servers[0].waitLog("started in", 3*time.Minute)
+	k1 := client(t, c.hostKubeconfig(hosts[0]))
+	if _, err := k1.CoreV1().ConfigMaps("default").Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "from-sqlite"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	servers[0].stop()
 	servers[0] = c.start(hosts[0], serverArgs(0)...)
 	servers[0].waitLog("started in", 3*time.Minute)
 	tokenFile := filepath.Join(c.dir, "server-1", "server", "token")
-	k1 := client(t, c.hostKubeconfig(hosts[0]))
+	t.Run("--cluster-init migrates a SQLite cluster into etcd", func(t *testing.T) {
+		if _, err := k1.CoreV1().ConfigMaps("default").Get(context.Background(), "from-sqlite", metav1.GetOptions{}); err != nil {
+			t.Errorf("the ConfigMap written on SQLite: %v", err)
+		}
+		if !strings.Contains(servers[0].log.String(), "migrated") {
+			t.Errorf("server-1 did not log the migration")
+		}
+		if _, err := os.Stat(filepath.Join(c.dir, "server-1", "server", "db", "state.db.migrated")); err != nil {
+			t.Errorf("the SQLite file is not kept as state.db.migrated: %v", err)
+		}
+	})
 
 	t.Run("a server cannot join with a bootstrap token", func(t *testing.T) {
 		boot := c.clusterCmd(c.hostKubeconfig(hosts[0]), "token", "create")
@@ -268,6 +293,15 @@ func TestThreeServersEmbeddedEtcd(t *testing.T) {
 				t.Fatalf("etcd-snapshot %v: %v\n%s", args, err, out)
 			}
 			return string(out)
+		}
+		scheduled := 0
+		for _, l := range strings.Split(snap("ls"), "\n") {
+			if strings.HasPrefix(l, "etcd-snapshot-") {
+				scheduled++
+			}
+		}
+		if scheduled < 1 || scheduled > 2 {
+			t.Errorf("%d scheduled snapshots, want 1 or 2 (every minute, retention 2):\n%s", scheduled, snap("ls"))
 		}
 		out := snap("save", "--name", "before")
 		path := strings.Fields(strings.TrimPrefix(out, "saved "))[0]
