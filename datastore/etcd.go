@@ -68,7 +68,9 @@ var _ component.Component = (*Etcd)(nil)
 func (e *Etcd) Name() string { return "etcd" }
 
 // PeerURL is the address other members reach this one at.
-func (e *Etcd) PeerURL() string { return "https://" + net.JoinHostPort(e.NodeIP.String(), strconv.Itoa(EtcdPeerPort)) }
+func (e *Etcd) PeerURL() string {
+	return "https://" + net.JoinHostPort(e.NodeIP.String(), strconv.Itoa(EtcdPeerPort))
+}
 
 // ClientURL is the address other servers' clients reach this member at.
 func (e *Etcd) ClientURL() string {

@@ -21,7 +21,7 @@ package joinapi
 
 // Paths the server serves.
 const (
-	CACertsPath = "/cacerts"
+	CACertsPath    = "/cacerts"
 	JoinPath       = "/v1-cluster/join"
 	ServerJoinPath = "/v1-cluster/server-join"
 )
