@@ -78,19 +78,30 @@ func StartNode(ctx context.Context, mgr *component.Manager, s Setup) (string, er
 		ips = append(ips, external)
 	}
 	p := Layout(s.DataDir)
-	joined, err := join.Join(ctx, join.Config{Server: s.Server, Token: s.Token, NodeName: name, NodeIPs: ips, AgentDir: p.Agent})
+	// An agent remembers every server it learned: restarted while the
+	// server it was given is down, it joins through another.
+	serversFile := filepath.Join(p.Agent, "etc", "servers")
+	var remembered []string
+	if s.LBServerPort != 0 {
+		remembered = loadbalancer.ReadServers(serversFile)
+	}
+	joined, err := join.Join(ctx, join.Config{Server: s.Server, Fallbacks: remembered, Token: s.Token, NodeName: name, NodeIPs: ips, AgentDir: p.Agent})
 	if err != nil {
 		return "", err
 	}
-	log.Infof("joined %s as node %s (%s)", s.Server, name, ip)
+	log.Infof("joined %s as node %s (%s)", joined.Server, name, ip)
 
 	apiURL := s.Server
 	var lb *loadbalancer.LoadBalancer
 	if s.LBServerPort != 0 {
-		lb, err = loadbalancer.New(s.LBServerPort, append([]string{s.Server}, joined.Config.Servers...))
+		lb, err = loadbalancer.New(s.LBServerPort, append(append([]string{s.Server}, joined.Config.Servers...), remembered...))
 		if err != nil {
 			return "", err
 		}
+		if err := os.MkdirAll(filepath.Dir(serversFile), 0o700); err != nil {
+			return "", err
+		}
+		lb.StateFile = serversFile
 		if err := mgr.Start(ctx, lb); err != nil {
 			return "", err
 		}

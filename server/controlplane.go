@@ -71,6 +71,7 @@ type controlPlane struct {
 	clusterDomain    string
 	etcdServers      []string
 	etcdTLS          *datastore.EtcdTLS // embedded etcd's client credentials; nil for kine
+	sharedKine       bool               // kine on a database other servers use too
 	p                paths
 }
 
@@ -128,6 +129,17 @@ func (c controlPlane) apiServerArgs(extra []string) []string {
 	}
 	if c.etcdTLS != nil {
 		m["etcd-cafile"], m["etcd-certfile"], m["etcd-keyfile"] = c.etcdTLS.CA, c.etcdTLS.ClientCert, c.etcdTLS.ClientKey
+	}
+	if c.sharedKine {
+		// kine sends a watch progress notification only while its poll loop
+		// has caught up with the database; another server writing to the same
+		// database can keep it behind for a long while at this server's start,
+		// and streaming lists (WatchList) wait for such a notification: the
+		// informers behind admission and the service-IP repair check never
+		// sync, and the apiserver gives up after a minute. Without WatchList,
+		// informers list, and a list whose cache is not fresh within 3 s is
+		// served from the datastore.
+		m["feature-gates"] = "WatchList=false"
 	}
 	return argv.Merge(m, extra)
 }

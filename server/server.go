@@ -180,6 +180,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 		p:                p,
 		etcdServers:      endpoints,
 		etcdTLS:          etcdFiles,
+		sharedKine:       sharedDatastore(opts.DatastoreEndpoint),
 	}
 	if err := writeControlPlaneFiles(cp); err != nil {
 		return err

@@ -81,6 +81,10 @@ func (f Files) byName() map[string]Pair {
 // Config is one node's join.
 type Config struct {
 	Server   string // https://host:port
+	// Fallbacks are more servers (https://host:port) to try, in turn with
+	// Server, while Server cannot be reached: the servers an earlier start
+	// of this node learned.
+	Fallbacks []string
 	Token    token.Token
 	NodeName string
 	NodeIPs  []net.IP // internal first
@@ -95,6 +99,7 @@ type Config struct {
 type Result struct {
 	Files  Files
 	Config joinapi.Config
+	Server string // the server that answered
 }
 
 // Refused is a refusal that asking again cannot change: a wrong token, a
@@ -117,17 +122,23 @@ func Join(ctx context.Context, c Config) (*Result, error) {
 	// Quiet for the first seconds: a server that is starting answers soon.
 	nextLog := time.Now().Add(2 * time.Second)
 	delay := 200 * time.Millisecond
-	for {
-		res, err := joinOnce(ctx, c)
+	servers := append([]string{c.Server}, c.Fallbacks...)
+	for attempt := 0; ; attempt++ {
+		try := c
+		try.Server = servers[attempt%len(servers)]
+		res, err := joinOnce(ctx, try)
 		var refused *Refused
 		if err == nil || errors.As(err, &refused) {
+			if res != nil {
+				res.Server = try.Server
+			}
 			return res, err
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		if time.Now().After(nextLog) {
-			log.Infof("waiting for server %s: %v", c.Server, err)
+			log.Infof("waiting for server %s: %v", try.Server, err)
 			nextLog = time.Now().Add(every)
 		}
 		select {

@@ -138,3 +138,23 @@ func csrKey(t *testing.T, csrPEM string) interface{ Equal(crypto.PublicKey) bool
 	}
 	return csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 }
+
+// A node restarted while its given server is down asks the servers it
+// learned before.
+func TestUnreachableServerFallsBackToRememberedOnes(t *testing.T) {
+	asked := 0
+	srv, caPEM := server(t, func(w http.ResponseWriter, _ joinapi.Request) {
+		asked++
+		w.WriteHeader(http.StatusUnauthorized)
+		json.NewEncoder(w).Encode(joinapi.Error{Message: "stop here"})
+	})
+	c := config(t, "https://127.0.0.1:1", token.Token{CAHash: token.CAHash(caPEM), Username: token.ServerUser, Secret: "s"})
+	c.Fallbacks = []string{srv.URL}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Join(ctx, c)
+	var refused *Refused
+	if asked != 1 || !errors.As(err, &refused) || !strings.Contains(err.Error(), "stop here") {
+		t.Fatalf("asked %d, err %v; want the remembered server's answer", asked, err)
+	}
+}

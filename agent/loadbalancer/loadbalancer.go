@@ -13,8 +13,10 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/cluster-io/cluster/internal/fileutil"
 	"github.com/cluster-io/cluster/logging"
 )
 
@@ -33,12 +36,17 @@ const dialTimeout = 3 * time.Second
 type LoadBalancer struct {
 	listenAddr string
 	fixed      string // the server the node was given; always kept
+	// StateFile, if set, keeps the known servers (one host:port per line)
+	// for the next start: a node restarted while its given server is down
+	// joins through another (ReadServers).
+	StateFile string
 
 	mu       sync.Mutex
 	servers  []string // host:port, the one in use first
 	listener net.Listener
 	conns    map[net.Conn]struct{}
 	closed   bool
+	saved    bool // StateFile written
 }
 
 // New returns a balancer that will listen on 127.0.0.1:port and forward to
@@ -98,10 +106,32 @@ func (lb *LoadBalancer) SetServers(servers []string) {
 			next = append(next, s)
 		}
 	}
-	if !slices.Equal(next, lb.servers) {
+	changed := !slices.Equal(next, lb.servers)
+	if changed {
 		log.Infof("servers: %v", next)
 	}
+	if (changed || !lb.saved) && lb.StateFile != "" {
+		lb.saved = true
+		if err := fileutil.WriteAtomic(lb.StateFile, []byte(strings.Join(next, "\n")+"\n"), 0o600); err != nil {
+			log.Warnf("remember the servers: %v", err)
+		}
+	}
 	lb.servers = next
+}
+
+// ReadServers returns the servers a StateFile remembers, as https URLs.
+func ReadServers(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var urls []string
+	for _, l := range strings.Fields(string(b)) {
+		if _, _, err := net.SplitHostPort(l); err == nil {
+			urls = append(urls, "https://"+l)
+		}
+	}
+	return urls
 }
 
 // Name implements component.Component.

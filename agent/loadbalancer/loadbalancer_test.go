@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -101,5 +102,21 @@ func TestPortInUse(t *testing.T) {
 	lb, _ := New(l.Addr().(*net.TCPAddr).Port, []string{"https://10.0.0.1:6443"})
 	if err := lb.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "--lb-server-port") {
 		t.Errorf("err = %v, want one naming --lb-server-port", err)
+	}
+}
+
+func TestStateFileRemembersTheServers(t *testing.T) {
+	lb, err := New(freePort(t), []string{"https://10.0.0.1:6443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb.StateFile = filepath.Join(t.TempDir(), "servers")
+	if got := ReadServers(lb.StateFile); got != nil {
+		t.Fatalf("nothing written yet, read %v", got)
+	}
+	lb.SetServers([]string{"10.0.0.2:6443", "10.0.0.3:6443"})
+	want := []string{"https://10.0.0.1:6443", "https://10.0.0.2:6443", "https://10.0.0.3:6443"}
+	if got := ReadServers(lb.StateFile); !slices.Equal(got, want) {
+		t.Errorf("remembered %v, want %v", got, want)
 	}
 }

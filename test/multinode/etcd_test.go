@@ -96,8 +96,9 @@ func TestThreeServersEmbeddedEtcd(t *testing.T) {
 		servers[i].waitLog("started in", 4*time.Minute)
 		t.Logf("server-%d joined and started in %s", i+1, time.Since(begin).Round(100*time.Millisecond))
 	}
-	agent := c.start(aHost, "agent", "--server", "https://"+hosts[0].IP+":6443", "--token-file", tokenFile,
-		"--data-dir", c.data("agent", aHost), "--config", c.emptyConfig(), "--node-name", "agent")
+	agentArgs := []string{"agent", "--server", "https://" + hosts[0].IP + ":6443", "--token-file", tokenFile,
+		"--data-dir", c.data("agent", aHost), "--config", c.emptyConfig(), "--node-name", "agent"}
+	agent := c.start(aHost, agentArgs...)
 	harness.WaitFor(t, 3*time.Minute, "4 nodes Ready", func() error { return nodesReady(k1, 4) })
 
 	etcdTLS := func(server string) datastore.EtcdTLS {
@@ -217,7 +218,8 @@ func TestThreeServersEmbeddedEtcd(t *testing.T) {
 		if err := servers[0].cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		killed <- time.Now()
+		killedAt := time.Now()
+		killed <- killedAt
 		<-servers[0].exited
 		servers[0].exited <- errors.New("killed")
 		time.Sleep(20 * time.Second)
@@ -228,6 +230,29 @@ func TestThreeServersEmbeddedEtcd(t *testing.T) {
 			t.Errorf("first acknowledged write %s after the kill, want ≤ 10s (last error: %v)", first, lastError)
 		}
 		t.Logf("first write acknowledged %s after kill -9 of server-1; %d writes acknowledged so far", first.Round(time.Millisecond), n)
+
+		// Its kubelet still reaches the API (through the other servers):
+		// the node's lease is renewed after the kill.
+		if l, err := k2.CoordinationV1().Leases("kube-node-lease").Get(context.Background(), "agent", metav1.GetOptions{}); err != nil || l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(killedAt) {
+			t.Errorf("the agent's lease was not renewed since the kill at %s: %v %v", killedAt.Format(time.TimeOnly), err, l)
+		}
+		since, err := agentReadySince(k2)
+		if err != nil || !since.Equal(readySince) {
+			t.Errorf("the agent's node did not stay Ready: Ready since %s (was %s): %v", since, readySince, err)
+		}
+		if agent.hasExited() {
+			t.Errorf("the agent exited:\n%s", harness.Tail(agent.log.String(), 30))
+		}
+
+		// The agent, restarted while the server it was given is down, joins
+		// through a server it learned (<data-dir>/agent/etc/servers).
+		agent.stop()
+		agent = c.start(aHost, agentArgs...)
+		agent.waitLog("joined https://", 2*time.Minute)
+		if strings.Contains(agent.log.String(), "joined https://"+hosts[0].IP) {
+			t.Errorf("the agent joined through the killed server?\n%s", harness.Tail(agent.log.String(), 20))
+		}
+		harness.WaitFor(t, time.Minute, "agent Ready after its restart", func() error { _, err := agentReadySince(k2); return err })
 
 		// The killed server starts again (as its unit would) and catches up.
 		servers[0] = c.start(hosts[0], serverArgs(0)...)
@@ -256,13 +281,6 @@ func TestThreeServersEmbeddedEtcd(t *testing.T) {
 			}
 		}
 		t.Logf("%d writes acknowledged in all, every one readable through the restarted server-1 and server-2", len(acked))
-		since, err := agentReadySince(k2)
-		if err != nil || !since.Equal(readySince) {
-			t.Errorf("the agent's node did not stay Ready: Ready since %s (was %s): %v", since, readySince, err)
-		}
-		if agent.hasExited() {
-			t.Errorf("the agent exited:\n%s", harness.Tail(agent.log.String(), 30))
-		}
 	})
 
 	t.Run("deleting a server's node removes its etcd member", func(t *testing.T) {
