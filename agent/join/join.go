@@ -80,14 +80,14 @@ func (f Files) byName() map[string]Pair {
 
 // Config is one node's join.
 type Config struct {
-	Server   string // https://host:port
+	Server string // https://host:port
 	// Fallbacks are more servers (https://host:port) to try, in turn with
 	// Server, while Server cannot be reached: the servers an earlier start
 	// of this node learned.
 	Fallbacks []string
-	Token    token.Token
-	NodeName string
-	NodeIPs  []net.IP // internal first
+	Token     token.Token
+	NodeName  string
+	NodeIPs   []net.IP // internal first
 	// AgentDir is <data-dir>/agent: credentials go to tls/, the node
 	// password to node-password.
 	AgentDir string
