@@ -200,6 +200,17 @@ func promoteSelf(ctx context.Context, e *datastore.Etcd) error {
 	if err != nil {
 		return fmt.Errorf("promote etcd learner %s to a voting member: %w", e.Member, err)
 	}
+	// The leader has promoted it; this member learns so when it applies the
+	// change, and refuses reads until then.
+	err = component.Poll(ctx, 50*time.Millisecond, func(context.Context) error {
+		if e.IsLearner() {
+			return errors.New("the promotion is not applied locally yet")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("etcd member %s: %w", e.Member, err)
+	}
 	etcdLog.Infof("member %s is a voting member (in sync after %s)", e.Member, time.Since(begin).Round(time.Millisecond))
 	return nil
 }
