@@ -46,7 +46,7 @@ func (e *elected) Standby() bool {
 	return !leading && leader != "" && leader != e.identity
 }
 
-func (e *elected) Run(ctx context.Context) error {
+func (e *elected) Run(parent context.Context) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", e.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("%s leader election: %w", e.lease, err)
@@ -63,7 +63,14 @@ func (e *elected) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s leader election: %w", e.lease, err)
 	}
-	runErr := make(chan error, 1)
+	// client-go starts OnStartedLeading in a goroutine it does not wait
+	// for; the daemon runs here instead, so that Run returns only after it
+	// has stopped (the apiserver stops after us: a controller-manager
+	// still starting controllers against a stopped apiserver exits the
+	// process).
+	leading := make(chan context.Context, 1)
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock, Name: e.lease, ReleaseOnCancel: true,
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
@@ -72,8 +79,7 @@ func (e *elected) Run(ctx context.Context) error {
 				e.mu.Lock()
 				e.leading = true
 				e.mu.Unlock()
-				log.Infof("%s: this server leads; starting", e.lease)
-				runErr <- e.run(ctx)
+				leading <- ctx
 			},
 			OnStoppedLeading: func() {
 				e.mu.Lock()
@@ -93,18 +99,27 @@ func (e *elected) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s leader election: %w", e.lease, err)
 	}
-	le.Run(ctx)
-	if ctx.Err() != nil {
-		return nil
-	}
+	electionDone := make(chan struct{})
+	go func() {
+		defer close(electionDone)
+		le.Run(ctx)
+	}()
 	select {
-	case err := <-runErr:
-		if err != nil {
-			return err
+	case <-electionDone:
+		return nil // stopped before leading
+	case leadCtx := <-leading:
+		log.Infof("%s: this server leads; starting", e.lease)
+		runErr := e.run(leadCtx)
+		cancel()
+		<-electionDone
+		switch {
+		case parent.Err() != nil:
+			return nil
+		case runErr != nil:
+			return runErr
 		}
-	default:
+		return errors.New(e.lease + ": lost the lease; stopping so that another server's takes over alone")
 	}
-	return errors.New(e.lease + ": lost the lease; stopping so that another server's takes over alone")
 }
 
 // Ready: leading and the daemon ready, or another server leads.

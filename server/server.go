@@ -225,8 +225,8 @@ func Run(ctx context.Context, opts *options.Server) error {
 			ReadyFunc:     component.HTTPReady(readyClient, cp.loopbackURL()+"/readyz"),
 			StopTimeout:   70 * time.Second, // its own graceful termination takes up to 60s
 		},
-		&component.Runner{ComponentName: "kube-controller-manager", Run: cmRun, ReadyFunc: cmReady, StopTimeout: 10 * time.Second},
-		&component.Runner{ComponentName: "kube-scheduler", Run: schedRun, ReadyFunc: schedReady, StopTimeout: 10 * time.Second},
+		&component.Runner{ComponentName: "kube-controller-manager", Run: cmRun, ReadyFunc: cmReady, StopTimeout: 20 * time.Second},
+		&component.Runner{ComponentName: "kube-scheduler", Run: schedRun, ReadyFunc: schedReady, StopTimeout: 20 * time.Second},
 	}
 	if err := mgr.Start(ctx, components...); err != nil {
 		if ctx.Err() != nil {
