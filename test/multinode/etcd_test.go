@@ -198,7 +198,10 @@ func TestThreeServersEmbeddedEtcd(t *testing.T) {
 				}
 				k := []*kubernetes.Clientset{k2, k3}[i%2]
 				name := fmt.Sprintf("w-%04d", i)
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				// A short timeout: a write stuck on the lost member gives way to
+				// the next one soon, so the first acknowledgement after the
+				// kill is measured to within ~2 s.
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				_, err := k.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"i": name}}, metav1.CreateOptions{})
 				cancel()
 				mu.Lock()
