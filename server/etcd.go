@@ -122,7 +122,7 @@ func startEtcd(ctx context.Context, mgr *component.Manager, opts *options.Server
 			return nil, errors.New("--token is an agent token: a server joins with the server token (<data-dir>/server/token of the first server)")
 		}
 		etcdLog.Infof("joining the etcd cluster of %s as member %s", opts.Server, name)
-		resp, _, err := join.JoinServer(ctx, opts.Server, tok, name, e.PeerURL())
+		resp, err := join.JoinServer(ctx, opts.Server, tok, name, e.PeerURL())
 		if err != nil {
 			return nil, fmt.Errorf("join %s: %w", opts.Server, err)
 		}

@@ -108,6 +108,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 		dsClient  *clientv3.Client
 		etcdFiles *datastore.EtcdTLS
 		dsName    string
+		member    string // this server's etcd member
 	)
 	useEtcd := usesEtcd(opts, serverDir)
 	if useEtcd {
@@ -123,7 +124,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 			log.Infof("etcd membership reset: this server's member is a cluster of its own now. Start it again without --cluster-reset; to rejoin another server, move its %s away and start it with --server pointing here", filepath.Join("<data-dir>", "server", "db"))
 			return nil
 		}
-		endpoints, dsClient, dsName = es.etcd.Endpoints(), es.client, "embedded etcd"
+		endpoints, dsClient, dsName, member = es.etcd.Endpoints(), es.client, "embedded etcd", es.etcd.Member
 		etcdFiles = &es.etcd.TLS
 	} else {
 		kine := &datastore.Kine{
@@ -268,7 +269,6 @@ func Run(ctx context.Context, opts *options.Server) error {
 		}
 		log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
 		if useEtcd {
-			member, _ := memberName(serverDir)
 			go markServerNode(ctx, join.Client, name, member)
 		}
 	}

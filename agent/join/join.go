@@ -119,31 +119,43 @@ func Join(ctx context.Context, c Config) (*Result, error) {
 	if every == 0 {
 		every = 30 * time.Second
 	}
-	// Quiet for the first seconds: a server that is starting answers soon.
+	servers := append([]string{c.Server}, c.Fallbacks...)
+	res, server, err := retry(ctx, servers, every, func(server string) (*Result, error) {
+		try := c
+		try.Server = server
+		return joinOnce(ctx, try)
+	})
+	if res != nil {
+		res.Server = server
+	}
+	return res, err
+}
+
+// retry calls once with each of servers in turn until it succeeds or is
+// refused (*Refused), backing off up to 5 s and saying what it waits for:
+// quiet for the first seconds (a server that is starting answers soon),
+// then every `every`. It returns the server that answered.
+func retry[T any](ctx context.Context, servers []string, every time.Duration, once func(server string) (T, error)) (T, string, error) {
+	var zero T
 	nextLog := time.Now().Add(2 * time.Second)
 	delay := 200 * time.Millisecond
-	servers := append([]string{c.Server}, c.Fallbacks...)
 	for attempt := 0; ; attempt++ {
-		try := c
-		try.Server = servers[attempt%len(servers)]
-		res, err := joinOnce(ctx, try)
+		server := servers[attempt%len(servers)]
+		res, err := once(server)
 		var refused *Refused
 		if err == nil || errors.As(err, &refused) {
-			if res != nil {
-				res.Server = try.Server
-			}
-			return res, err
+			return res, server, err
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return zero, server, ctx.Err()
 		}
 		if time.Now().After(nextLog) {
-			log.Infof("waiting for server %s: %v", try.Server, err)
+			log.Infof("waiting for server %s: %v", server, err)
 			nextLog = time.Now().Add(every)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return zero, server, ctx.Err()
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 5*time.Second)
@@ -220,46 +232,28 @@ func fetchCA(ctx context.Context, server, wantHash string) ([]byte, error) {
 
 // JoinServer asks server to add a server to its embedded etcd cluster
 // (joinapi.ServerJoinPath), pinning its CA with tok's hash. It retries
-// while the server cannot answer, like Join, and returns the server's CA.
-func JoinServer(ctx context.Context, server string, tok token.Token, memberName, peerURL string) (*joinapi.ServerJoinResponse, []byte, error) {
+// while the server cannot answer, like Join.
+func JoinServer(ctx context.Context, server string, tok token.Token, memberName, peerURL string) (*joinapi.ServerJoinResponse, error) {
 	if tok.CAHash == "" {
 		log.Warnf("the token has no CA hash (K10<hash>::…): this server trusts whatever CA %s presents with the cluster's keys. Use the full token from the first server's <data-dir>/server/token", server)
 	}
-	nextLog := time.Now().Add(2 * time.Second)
-	delay := 200 * time.Millisecond
-	for {
-		resp, caPEM, err := joinServerOnce(ctx, server, tok, memberName, peerURL)
-		var refused *Refused
-		if err == nil || errors.As(err, &refused) {
-			return resp, caPEM, err
-		}
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		if time.Now().After(nextLog) {
-			log.Infof("waiting for server %s: %v", server, err)
-			nextLog = time.Now().Add(30 * time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
-	}
+	resp, _, err := retry(ctx, []string{server}, 30*time.Second, func(server string) (*joinapi.ServerJoinResponse, error) {
+		return joinServerOnce(ctx, server, tok, memberName, peerURL)
+	})
+	return resp, err
 }
 
-func joinServerOnce(ctx context.Context, server string, tok token.Token, memberName, peerURL string) (*joinapi.ServerJoinResponse, []byte, error) {
+func joinServerOnce(ctx context.Context, server string, tok token.Token, memberName, peerURL string) (*joinapi.ServerJoinResponse, error) {
 	caPEM, err := fetchCA(ctx, server, tok.CAHash)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var resp joinapi.ServerJoinResponse
 	req := joinapi.ServerJoinRequest{Token: tok.Credential(), MemberName: memberName, PeerURL: peerURL}
 	if err := post(ctx, server, joinapi.ServerJoinPath, caPEM, &req, &resp); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return &resp, caPEM, nil
+	return &resp, nil
 }
 
 // post sends a join request over TLS verified by the pinned CA.

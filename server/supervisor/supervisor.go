@@ -103,13 +103,8 @@ func refuse(status int, format string, args ...any) error {
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		http.Error(w, "POST only", http.StatusMethodNotAllowed)
-		return
-	}
 	var req joinapi.Request
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeError(w, refuse(http.StatusBadRequest, "join request is not valid JSON: %v", err))
+	if !decodePost(w, r, "join request", &req) {
 		return
 	}
 	resp, how, err := s.handle(r.Context(), &req)
@@ -119,18 +114,30 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log.Infof("node %s joined from %s with %s", req.NodeName, r.RemoteAddr, how)
+	writeJSON(w, resp)
+}
+
+// decodePost reads a JSON POST body into req; on failure it has answered.
+func decodePost(w http.ResponseWriter, r *http.Request, what string, req any) bool {
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return false
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(req); err != nil {
+		writeError(w, refuse(http.StatusBadRequest, "%s is not valid JSON: %v", what, err))
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, resp any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
 func (s *Server) serverJoin(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		http.Error(w, "POST only", http.StatusMethodNotAllowed)
-		return
-	}
 	var req joinapi.ServerJoinRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeError(w, refuse(http.StatusBadRequest, "server join request is not valid JSON: %v", err))
+	if !decodePost(w, r, "server join request", &req) {
 		return
 	}
 	resp, err := s.handleServerJoin(r.Context(), &req)
@@ -140,8 +147,7 @@ func (s *Server) serverJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log.Infof("server %s (etcd peer %s) joins from %s as etcd learner %x", req.MemberName, req.PeerURL, r.RemoteAddr, resp.MemberID)
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(resp)
+	writeJSON(w, resp)
 }
 
 // handleServerJoin checks that the request carries the server token (the
