@@ -83,6 +83,9 @@ func (k *Kine) Start(startCtx context.Context) error {
 		if err := os.MkdirAll(k.DBDir, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", k.DBDir, err)
 		}
+		if err := useSmallPages(filepath.Join(k.DBDir, "state.db")); err != nil {
+			return err
+		}
 	}
 	// kine's lifetime is ours to end in Stop, after the apiserver.
 	ctx, cancel := context.WithCancel(context.Background())

@@ -94,6 +94,10 @@ func kubeletFlagSet(kf *kubeletoptions.KubeletFlags, kc *kubeletconfig.KubeletCo
 	fs.SetNormalizeFunc(cliflag.WordSepNormalizeFunc)
 	kf.AddFlags(fs)
 	kubeletoptions.AddKubeletConfigFlags(fs, kc)
+	// A configuration field upstream has no flag for; `cluster` changes
+	// its default, so --kubelet-arg must be able to set it back.
+	fs.Int32Var(&kc.NodeLeaseDurationSeconds, "node-lease-duration-seconds", kc.NodeLeaseDurationSeconds,
+		"Duration of the node Lease in seconds; the kubelet renews it every quarter of that.")
 	if !noopGlobals {
 		kubeletoptions.AddGlobalFlags(fs)
 		return fs

@@ -75,6 +75,12 @@ type controlPlane struct {
 	p                paths
 }
 
+// soleServer: no other server can share this datastore (kine on SQLite or
+// bbolt); with embedded etcd, others may join later.
+func (c controlPlane) soleServer() bool {
+	return !c.sharedKine && c.etcdTLS == nil
+}
+
 func (c controlPlane) issuer() string {
 	return "https://kubernetes.default.svc." + c.clusterDomain
 }
@@ -130,6 +136,16 @@ func (c controlPlane) apiServerArgs(extra []string) []string {
 	if c.etcdTLS != nil {
 		m["etcd-cafile"], m["etcd-certfile"], m["etcd-keyfile"] = c.etcdTLS.CA, c.etcdTLS.ClientCert, c.etcdTLS.ClientKey
 	}
+	if c.soleServer() {
+		// One server on its own datastore: no other apiserver to find, so
+		// none of the leases that exist for that are renewed every 10 s
+		// (each renewal is a datastore write, ~20 kB of SQLite WAL): the
+		// kubernetes Endpoints are written once (master-count), and neither
+		// the identity Lease nor the peer-proxy Lease exists. Servers on
+		// etcd or a shared database keep upstream's defaults.
+		m["endpoint-reconciler-type"] = "master-count"
+		m["feature-gates"] = "APIServerIdentity=false,UnknownVersionInteroperabilityProxy=false"
+	}
 	if c.sharedKine {
 		// kine sends a watch progress notification only while its poll loop
 		// has caught up with the database; another server writing to the same
@@ -151,15 +167,19 @@ func (c controlPlane) controllerManagerArgs(extra []string) []string {
 		m["cluster-signing-"+prefix+"-key-file"] = ca.Key
 	}
 	m := map[string]string{
-		"allocate-node-cidrs":              "true",
-		"authentication-kubeconfig":        c.p.controllerKubeconfig,
-		"authorization-kubeconfig":         c.p.controllerKubeconfig,
-		"bind-address":                     "127.0.0.1",
-		"cluster-cidr":                     c.clusterCIDR,
-		"configure-cloud-routes":           "false",
-		"controllers":                      "*,tokencleaner",
-		"kubeconfig":                       c.p.controllerKubeconfig,
-		"leader-elect":                     "false",
+		"allocate-node-cidrs":       "true",
+		"authentication-kubeconfig": c.p.controllerKubeconfig,
+		"authorization-kubeconfig":  c.p.controllerKubeconfig,
+		"bind-address":              "127.0.0.1",
+		"cluster-cidr":              c.clusterCIDR,
+		"configure-cloud-routes":    "false",
+		"controllers":               "*,tokencleaner",
+		"kubeconfig":                c.p.controllerKubeconfig,
+		"leader-elect":              "false",
+		// Kubelets renew their node Lease every 30 s here, not every 10 s
+		// (agent/kubelet): three missed renewals, not five, make a node
+		// NotReady.
+		"node-monitor-grace-period":        "90s",
 		"profiling":                        "false",
 		"root-ca-file":                     t.ServerCA.Cert,
 		"secure-port":                      strconv.Itoa(controllerManagerPort),
