@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +55,9 @@ type Setup struct {
 	// it too (with no node). In one process the kubelet's Init must come
 	// last, or its CSINode never initializes and the node stays NotReady.
 	BeforeKubelet func(ctx context.Context) error
+	// Preparation, if set, is this node's Prepare, started earlier (the
+	// server's node prepares while the control plane starts).
+	Preparation *Preparation
 }
 
 // StartNode joins the server and starts the node's components on mgr. A
@@ -113,6 +117,12 @@ func StartNode(ctx context.Context, mgr *component.Manager, s Setup) (string, er
 		labels = append(labels, ExternalIPLabel+"="+external.String())
 	}
 	cfg := joined.Config
+	var prepared *Prepared
+	if s.Preparation != nil {
+		if prepared, err = s.Preparation.Wait(ctx); err != nil {
+			return "", err
+		}
+	}
 	err = Start(ctx, mgr, Node{
 		DataDir:        s.DataDir,
 		Name:           name,
@@ -131,6 +141,7 @@ func StartNode(ctx context.Context, mgr *component.Manager, s Setup) (string, er
 		APIServerURL:   apiURL,
 		Creds:          joined.Files,
 		BeforeKubelet:  s.BeforeKubelet,
+		Prepared:       prepared,
 	})
 	if err != nil {
 		return "", err
@@ -194,6 +205,7 @@ func Run(ctx context.Context, o *options.Agent) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
+	debug.FreeOSMemory() // the start's peak, given back now rather than over minutes
 	return mgr.Wait(ctx)
 }
 

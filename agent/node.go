@@ -61,6 +61,8 @@ type Node struct {
 	// BeforeKubelet, if set, must return before the kubelet starts (the
 	// server's own node waits for its controller-manager; see Setup).
 	BeforeKubelet func(ctx context.Context) error
+	// Prepared, if set, is this node's Prepare, done already.
+	Prepared *Prepared
 }
 
 // Paths is the node's layout under <data-dir>.
@@ -98,37 +100,37 @@ func Layout(dataDir string) Paths {
 	}
 }
 
-// Start starts the node's components on mgr, in boot order: containerd
-// (then the images), kubelet, flannel, kube-proxy. The manager stops them in
-// reverse; containers keep running across a restart.
-func Start(ctx context.Context, mgr *component.Manager, n Node) error {
-	p := Layout(n.DataDir)
-	archive, err := bundle.Archive()
+// Prepared is what a node's start does before it needs a server: the
+// bundled binaries unpacked, containerd running, the images imported.
+type Prepared struct {
+	BinDir     string
+	Host       kubelet.Host
+	CgroupRoot string
+}
+
+// Prepare unpacks the node binaries, starts containerd on mgr and imports
+// the images. It needs no server, so the server's own node prepares while
+// its control plane starts.
+func Prepare(ctx context.Context, mgr *component.Manager, dataDir string) (*Prepared, error) {
+	p := Layout(dataDir)
+	binDir, err := installBinaries(dataDir)
 	if err != nil {
-		return err
-	}
-	binDir, err := installBinaries(n.DataDir, archive)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	log.Infof("to stop every container and remove the node's interfaces and rules: %s", filepath.Join(binDir, "cluster-killall.sh"))
-	if err := writeKubeconfigs(p, n); err != nil {
-		return err
-	}
 	if err := writeCrictlConfig(p); err != nil {
-		return err
+		return nil, err
 	}
-
 	host := kubelet.DetectHost()
-	cgroupRoot := CgroupRoot(n.DataDir)
+	cgroupRoot := CgroupRoot(dataDir)
 	if err := kubelet.EnsureCgroup(cgroupRoot); err != nil {
-		return err
+		return nil, err
 	}
 	ctrd := containerd.Config{
 		Root:                filepath.Join(p.Agent, "containerd"),
 		State:               filepath.Join(p.Agent, "run", "containerd"),
 		Address:             p.ContainerdSocket,
-		ShimSocketDir:       shimSocketDir(n.DataDir),
+		ShimSocketDir:       shimSocketDir(dataDir),
 		RuncRoot:            filepath.Join(p.Agent, "run", "runc"),
 		RuncBinary:          filepath.Join(binDir, "runc"),
 		OptDir:              filepath.Join(p.Agent, "containerd-opt"),
@@ -140,15 +142,71 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		SystemdCgroup:       host.SystemdIsInit,
 	}
 	if err := ctrd.Write(p.ContainerdConfig); err != nil {
-		return err
+		return nil, err
 	}
 	// WorkDir is not binDir: containerd would record the shim by its
 	// resolved path there, and it must be found through "current".
 	proc := &containerd.Process{ConfigPath: p.ContainerdConfig, Address: p.ContainerdSocket, BinDir: binDir, WorkDir: p.Agent}
 	if err := mgr.Start(ctx, proc); err != nil {
-		return err
+		return nil, err
 	}
 	if err := importImages(ctx, p, binDir); err != nil {
+		return nil, err
+	}
+	return &Prepared{BinDir: binDir, Host: host, CgroupRoot: cgroupRoot}, nil
+}
+
+// Preparation is a Prepare running in the background.
+type Preparation struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	result *Prepared
+	err    error
+}
+
+// PrepareInBackground runs Prepare while the caller goes on.
+func PrepareInBackground(ctx context.Context, mgr *component.Manager, dataDir string) *Preparation {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &Preparation{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.result, p.err = Prepare(ctx, mgr, dataDir)
+	}()
+	return p
+}
+
+// Wait returns Prepare's result.
+func (p *Preparation) Wait(ctx context.Context) (*Prepared, error) {
+	select {
+	case <-p.done:
+		return p.result, p.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Abandon cancels the preparation and waits until it has ended, so that
+// nothing is started on the manager after the caller stops it.
+func (p *Preparation) Abandon() {
+	p.cancel()
+	<-p.done
+}
+
+// Start starts the node's components on mgr, in boot order: containerd
+// (then the images) unless n.Prepared says they run already, kubelet,
+// flannel, kube-proxy. The manager stops them in reverse; containers keep
+// running across a restart.
+func Start(ctx context.Context, mgr *component.Manager, n Node) error {
+	p := Layout(n.DataDir)
+	prep := n.Prepared
+	if prep == nil {
+		var err error
+		if prep, err = Prepare(ctx, mgr, n.DataDir); err != nil {
+			return err
+		}
+	}
+	host, cgroupRoot := prep.Host, prep.CgroupRoot
+	if err := writeKubeconfigs(p, n); err != nil {
 		return err
 	}
 	// Before any pod runs: nothing addressed to the cluster's networks
@@ -271,9 +329,9 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 // points <data-dir>/data/current at them. Everything refers to them through
 // "current": containerd records the shim's path in every running container,
 // and that path must survive an upgrade.
-func installBinaries(dataDir string, archive []byte) (string, error) {
+func installBinaries(dataDir string) (string, error) {
 	begin := time.Now()
-	dir, err := bundle.Extract(dataDir, archive)
+	dir, err := bundle.Unpack(dataDir)
 	if err != nil {
 		return "", err
 	}

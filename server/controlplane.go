@@ -224,8 +224,10 @@ func (c controlPlane) metricsServerArgs() []string {
 		"kubelet-certificate-authority":   t.ServerCA.Cert,
 		"kubelet-preferred-address-types": "InternalIP,ExternalIP,Hostname",
 		"kubelet-use-node-status-port":    "true",
-		"metric-resolution":               "15s",
-		"profiling":                       "false",
+		// metrics-server's own default (k3s: 15s): every scrape makes each
+		// kubelet collect every container's stats through containerd.
+		"metric-resolution": "60s",
+		"profiling":         "false",
 	}, nil)
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,6 +95,14 @@ func Run(ctx context.Context, opts *options.Server) error {
 			log.Warnf("stop: %v", err)
 		}
 	}()
+	// The node's binaries, containerd and images need no apiserver: they
+	// get ready while the control plane starts (on two cores this takes
+	// ~3 s off a fresh start).
+	var prep *agent.Preparation
+	if !opts.DisableAgent && !opts.ClusterReset {
+		prep = agent.PrepareInBackground(ctx, mgr, dataDir)
+		defer prep.Abandon() // before mgr.Stop: nothing may start after it
+	}
 	// The datastore first: servers sharing it share the cluster's CAs and
 	// keys, which the first one stored there (server/bootstrap).
 	if err := os.MkdirAll(serverDir, 0o700); err != nil {
@@ -248,11 +257,12 @@ func Run(ctx context.Context, opts *options.Server) error {
 		// The server's node joins through the same API as any agent, over
 		// loopback, pinning the CA with the server token's hash.
 		name, err := agent.StartNode(ctx, mgr, agent.Setup{
-			DataDir:   dataDir,
-			Options:   opts.Node,
-			Server:    cp.loopbackURL(),
-			Token:     serverToken,
-			DefaultIP: nodeIP,
+			DataDir:     dataDir,
+			Options:     opts.Node,
+			Server:      cp.loopbackURL(),
+			Token:       serverToken,
+			DefaultIP:   nodeIP,
+			Preparation: prep,
 			BeforeKubelet: func(ctx context.Context) error {
 				if cmElection != nil && cmElection.Standby() {
 					return nil // another server's controller-manager runs the controllers
@@ -278,6 +288,9 @@ func Run(ctx context.Context, opts *options.Server) error {
 		}
 	}
 
+	// Starting peaks at about twice the heap an idle server keeps; the Go
+	// runtime would give it back to the OS only over minutes.
+	debug.FreeOSMemory()
 	return mgr.Wait(ctx)
 }
 

@@ -9,26 +9,27 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
-	"embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 
 	"github.com/cluster-io/cluster/logging"
 )
 
-//go:embed assets
-var assets embed.FS
-
-const archiveName = "assets/bin.tar.zst"
+// archive and archiveSum (hex SHA-256 of the uncompressed tar) are set by
+// embed.go when scripts/build builds with -tags bundled. A string, not an
+// embed.FS: reading a file from an FS copies it to the heap, and the pages
+// of a string can be given back (release) once the archive is unpacked.
+var archive, archiveSum string
 
 // maxWindow matches scripts/build's zstd --long=27: the binaries share much
 // code, and a long window finds it (24 MB instead of gzip's 46 MB).
@@ -43,21 +44,42 @@ var Required = []string{
 
 var log = logging.For("agent")
 
-// Archive returns the embedded archive, or an error naming the fix when the
-// binary was built without it (plain `go build` instead of scripts/build).
-func Archive() ([]byte, error) {
-	b, err := assets.ReadFile(archiveName)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errors.New("this cluster binary carries no node binaries (runc, shim, CNI plugins); build it with scripts/build, or run the server with --disable-agent")
+// Unpack unpacks the embedded archive, as Extract does, named by the sum the
+// build computed, so that a start which finds it unpacked reads none of it.
+// It fails naming the fix when the binary was built without it (plain `go
+// build` instead of scripts/build).
+func Unpack(dataDir string) (string, error) {
+	if archive == "" || len(archiveSum) < 16 {
+		return "", errors.New("this cluster binary carries no node binaries (runc, shim, CNI plugins); build it with scripts/build, or run the server with --disable-agent")
 	}
-	return b, err
+	b := unsafe.Slice(unsafe.StringData(archive), len(archive))
+	defer release(b)
+	return extract(dataDir, b, archiveSum[:16])
+}
+
+// release drops b's pages from this process's memory. b is read-only data
+// of the binary, mapped from its file and never written, so MADV_DONTNEED
+// loses nothing: the kernel would read it from the file again. Without it
+// the 24 MB stay resident for the process's life.
+func release(b []byte) {
+	page := os.Getpagesize()
+	base := unsafe.Pointer(unsafe.SliceData(b))
+	skip := (page - int(uintptr(base)%uintptr(page))) % page
+	n := (len(b) - skip) / page * page
+	if n <= 0 {
+		return
+	}
+	_ = unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(base, skip)), n), unix.MADV_DONTNEED)
 }
 
 // Extract unpacks archive into <dataDir>/data/<hash>/bin unless a previous
 // start already did, and returns that bin directory.
 func Extract(dataDir string, archive []byte) (string, error) {
 	sum := sha256.Sum256(archive)
-	hash := hex.EncodeToString(sum[:])[:16]
+	return extract(dataDir, archive, hex.EncodeToString(sum[:])[:16])
+}
+
+func extract(dataDir string, archive []byte, hash string) (string, error) {
 	base := filepath.Join(dataDir, "data")
 	final := filepath.Join(base, hash)
 	binDir := filepath.Join(final, "bin")

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 )
 
 func archiveOf(t *testing.T, names []string) []byte {
@@ -58,5 +59,41 @@ func TestExtractRefusesIncompleteBundle(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(dir, "data"))
 	if len(entries) != 0 {
 		t.Errorf("left behind: %v", entries)
+	}
+}
+
+// release must lose nothing: the pages come back from the file.
+func TestReleaseKeepsContent(t *testing.T) {
+	want := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := unix.Mmap(int(f.Fd()), 0, len(want), unix.PROT_READ, unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	if !bytes.Equal(m, want) {
+		t.Fatal("set-up: mapping differs from the file")
+	}
+	release(m[100:]) // unaligned start: only whole pages inside are dropped
+	if !bytes.Equal(m, want) {
+		t.Fatal("content changed after release")
+	}
+}
+
+func TestUnpackWithoutBundle(t *testing.T) {
+	if archive != "" {
+		t.Skip("built with -tags bundled")
+	}
+	_, err := Unpack(t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "scripts/build") {
+		t.Fatalf("Unpack without an archive: %v, want an error naming scripts/build", err)
 	}
 }
