@@ -28,48 +28,11 @@ import (
 // the process is about to exit.
 func RunKubelet(ctx context.Context, args []string) error {
 	ctx = klog.NewContext(ctx, klog.Background().WithName("kubelet"))
-	kf := kubeletoptions.NewKubeletFlags()
-	kc, err := kubeletoptions.NewKubeletConfiguration()
+	kf, kc, err := kubeletConfiguration(ctx, args)
 	if err != nil {
-		return fmt.Errorf("kubelet: %w", err)
+		return err
 	}
-	fs := kubeletFlagSet(kf, kc, false)
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("kubelet flags: %w", err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("kubelet flags: unexpected argument %q", fs.Arg(0))
-	}
-	fg := utilfeature.DefaultMutableFeatureGate // shared with the control plane
-	if err := fg.SetFromMap(kc.FeatureGates); err != nil {
-		return fmt.Errorf("kubelet: %w", err)
-	}
-	if err := kubeletoptions.ValidateKubeletFlags(kf); err != nil {
-		return fmt.Errorf("kubelet flags: %w", err)
-	}
-	if kf.KubeletDropinConfigDirectory != "" {
-		return errors.New("kubelet: --config-dir is not supported; use --kubelet-arg flags")
-	}
-	if kf.KubeletConfigFile != "" {
-		if kc, err = loadKubeletConfig(ctx, kf.KubeletConfigFile); err != nil {
-			return fmt.Errorf("kubelet: %w", err)
-		}
-		// Flags win over the file, as upstream does it.
-		fileGates := kc.FeatureGates
-		again := kubeletFlagSet(kubeletoptions.NewKubeletFlags(), kc, true)
-		again.SetOutput(io.Discard)
-		if err := again.Parse(args); err != nil {
-			return fmt.Errorf("kubelet flags: %w", err)
-		}
-		for k, v := range fileGates {
-			if _, ok := kc.FeatureGates[k]; !ok {
-				kc.FeatureGates[k] = v
-			}
-		}
-		if err := fg.SetFromMap(kc.FeatureGates); err != nil {
-			return fmt.Errorf("kubelet: %w", err)
-		}
-	}
+	fg := utilfeature.DefaultMutableFeatureGate
 	if err := applyLogging("kubelet", &kc.Logging, fg); err != nil {
 		return err
 	}
@@ -85,6 +48,54 @@ func RunKubelet(ctx context.Context, args []string) error {
 		return fmt.Errorf("kubelet: %w", err)
 	}
 	return nil
+}
+
+// kubeletConfiguration parses argv and the --config file as the kubelet
+// command does (flags win over the file) and sets the feature gates.
+func kubeletConfiguration(ctx context.Context, args []string) (*kubeletoptions.KubeletFlags, *kubeletconfig.KubeletConfiguration, error) {
+	kf := kubeletoptions.NewKubeletFlags()
+	kc, err := kubeletoptions.NewKubeletConfiguration()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubelet: %w", err)
+	}
+	fs := kubeletFlagSet(kf, kc, false)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, fmt.Errorf("kubelet flags: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, fmt.Errorf("kubelet flags: unexpected argument %q", fs.Arg(0))
+	}
+	fg := utilfeature.DefaultMutableFeatureGate // shared with the control plane
+	if err := fg.SetFromMap(kc.FeatureGates); err != nil {
+		return nil, nil, fmt.Errorf("kubelet: %w", err)
+	}
+	if err := kubeletoptions.ValidateKubeletFlags(kf); err != nil {
+		return nil, nil, fmt.Errorf("kubelet flags: %w", err)
+	}
+	if kf.KubeletDropinConfigDirectory != "" {
+		return nil, nil, errors.New("kubelet: --config-dir is not supported; use --kubelet-arg flags")
+	}
+	if kf.KubeletConfigFile != "" {
+		if kc, err = loadKubeletConfig(ctx, kf.KubeletConfigFile); err != nil {
+			return nil, nil, fmt.Errorf("kubelet: %w", err)
+		}
+		// Flags win over the file, as upstream does it.
+		fileGates := kc.FeatureGates
+		again := kubeletFlagSet(kubeletoptions.NewKubeletFlags(), kc, true)
+		again.SetOutput(io.Discard)
+		if err := again.Parse(args); err != nil {
+			return nil, nil, fmt.Errorf("kubelet flags: %w", err)
+		}
+		for k, v := range fileGates {
+			if _, ok := kc.FeatureGates[k]; !ok {
+				kc.FeatureGates[k] = v
+			}
+		}
+		if err := fg.SetFromMap(kc.FeatureGates); err != nil {
+			return nil, nil, fmt.Errorf("kubelet: %w", err)
+		}
+	}
+	return kf, kc, nil
 }
 
 // kubeletFlagSet mirrors the kubelet command's flag set; with noopGlobals

@@ -44,6 +44,9 @@ func TestRenderFollowsTheHost(t *testing.T) {
 			if (kc.OOMScoreAdj == nil) != (c.oomScoreAd == nil) || kc.OOMScoreAdj != nil && *kc.OOMScoreAdj != *c.oomScoreAd {
 				t.Errorf("oomScoreAdj %v", kc.OOMScoreAdj)
 			}
+			if kc.NodeLeaseDurationSeconds != NodeLeaseDurationSeconds {
+				t.Errorf("nodeLeaseDurationSeconds %d, want %d", kc.NodeLeaseDurationSeconds, NodeLeaseDurationSeconds)
+			}
 			if *kc.Authentication.Anonymous.Enabled || kc.Authorization.Mode != "Webhook" || kc.ReadOnlyPort != 0 {
 				t.Error("kubelet API not locked down")
 			}

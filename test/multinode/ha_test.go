@@ -89,11 +89,18 @@ func TestTwoServersOneDatabase(t *testing.T) {
 	})
 
 	s1.stop()
+	s1Stopped := time.Now()
 	k2 := client(t, c.hostKubeconfig(s2Host))
 	t.Run("with the first server gone, the agent's node stays Ready and runs new pods", func(t *testing.T) {
-		// Past the node-monitor grace period: a node that lost its server
-		// would be NotReady by then.
-		time.Sleep(50 * time.Second)
+		// Its kubelet renews the node lease through the second server (a
+		// node that lost its server would not, and turn NotReady).
+		harness.WaitFor(t, 70*time.Second, "the agent's lease renewed after the first server stopped", func() error {
+			l, err := k2.CoordinationV1().Leases("kube-node-lease").Get(context.Background(), "agent", metav1.GetOptions{})
+			if err != nil || l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(s1Stopped) {
+				return fmt.Errorf("not renewed since %s: %v", s1Stopped.Format(time.TimeOnly), err)
+			}
+			return nil
+		})
 		n, err := k2.CoreV1().Nodes().Get(context.Background(), "agent", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
