@@ -55,9 +55,6 @@ type Setup struct {
 	// it too (with no node). In one process the kubelet's Init must come
 	// last, or its CSINode never initializes and the node stays NotReady.
 	BeforeKubelet func(ctx context.Context) error
-	// Preparation, if set, is this node's Prepare, started earlier (the
-	// server's node prepares while the control plane starts).
-	Preparation *Preparation
 }
 
 // StartNode joins the server and starts the node's components on mgr. A
@@ -117,12 +114,6 @@ func StartNode(ctx context.Context, mgr *component.Manager, s Setup) (string, er
 		labels = append(labels, ExternalIPLabel+"="+external.String())
 	}
 	cfg := joined.Config
-	var prepared *Prepared
-	if s.Preparation != nil {
-		if prepared, err = s.Preparation.Wait(ctx); err != nil {
-			return "", err
-		}
-	}
 	err = Start(ctx, mgr, Node{
 		DataDir:        s.DataDir,
 		Name:           name,
@@ -141,7 +132,6 @@ func StartNode(ctx context.Context, mgr *component.Manager, s Setup) (string, er
 		APIServerURL:   apiURL,
 		Creds:          joined.Files,
 		BeforeKubelet:  s.BeforeKubelet,
-		Prepared:       prepared,
 	})
 	if err != nil {
 		return "", err

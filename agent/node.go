@@ -61,8 +61,6 @@ type Node struct {
 	// BeforeKubelet, if set, must return before the kubelet starts (the
 	// server's own node waits for its controller-manager; see Setup).
 	BeforeKubelet func(ctx context.Context) error
-	// Prepared, if set, is this node's Prepare, done already.
-	Prepared *Prepared
 }
 
 // Paths is the node's layout under <data-dir>.
@@ -109,8 +107,9 @@ type Prepared struct {
 }
 
 // Prepare unpacks the node binaries, starts containerd on mgr and imports
-// the images. It needs no server, so the server's own node prepares while
-// its control plane starts.
+// the images: the node's start up to where it needs the server. (Run while
+// the control plane starts, it did not shorten a start on two cores: both
+// are CPU-bound.)
 func Prepare(ctx context.Context, mgr *component.Manager, dataDir string) (*Prepared, error) {
 	p := Layout(dataDir)
 	binDir, err := installBinaries(dataDir)
@@ -156,54 +155,14 @@ func Prepare(ctx context.Context, mgr *component.Manager, dataDir string) (*Prep
 	return &Prepared{BinDir: binDir, Host: host, CgroupRoot: cgroupRoot}, nil
 }
 
-// Preparation is a Prepare running in the background.
-type Preparation struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	result *Prepared
-	err    error
-}
-
-// PrepareInBackground runs Prepare while the caller goes on.
-func PrepareInBackground(ctx context.Context, mgr *component.Manager, dataDir string) *Preparation {
-	ctx, cancel := context.WithCancel(ctx)
-	p := &Preparation{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		p.result, p.err = Prepare(ctx, mgr, dataDir)
-	}()
-	return p
-}
-
-// Wait returns Prepare's result.
-func (p *Preparation) Wait(ctx context.Context) (*Prepared, error) {
-	select {
-	case <-p.done:
-		return p.result, p.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// Abandon cancels the preparation and waits until it has ended, so that
-// nothing is started on the manager after the caller stops it.
-func (p *Preparation) Abandon() {
-	p.cancel()
-	<-p.done
-}
-
 // Start starts the node's components on mgr, in boot order: containerd
-// (then the images) unless n.Prepared says they run already, kubelet,
-// flannel, kube-proxy. The manager stops them in reverse; containers keep
-// running across a restart.
+// (then the images), kubelet, flannel, kube-proxy. The manager stops them in
+// reverse; containers keep running across a restart.
 func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	p := Layout(n.DataDir)
-	prep := n.Prepared
-	if prep == nil {
-		var err error
-		if prep, err = Prepare(ctx, mgr, n.DataDir); err != nil {
-			return err
-		}
+	prep, err := Prepare(ctx, mgr, n.DataDir)
+	if err != nil {
+		return err
 	}
 	host, cgroupRoot := prep.Host, prep.CgroupRoot
 	if err := writeKubeconfigs(p, n); err != nil {

@@ -95,14 +95,6 @@ func Run(ctx context.Context, opts *options.Server) error {
 			log.Warnf("stop: %v", err)
 		}
 	}()
-	// The node's binaries, containerd and images need no apiserver: they
-	// get ready while the control plane starts (on two cores this takes
-	// ~3 s off a fresh start).
-	var prep *agent.Preparation
-	if !opts.DisableAgent && !opts.ClusterReset {
-		prep = agent.PrepareInBackground(ctx, mgr, dataDir)
-		defer prep.Abandon() // before mgr.Stop: nothing may start after it
-	}
 	// The datastore first: servers sharing it share the cluster's CAs and
 	// keys, which the first one stored there (server/bootstrap).
 	if err := os.MkdirAll(serverDir, 0o700); err != nil {
@@ -257,12 +249,11 @@ func Run(ctx context.Context, opts *options.Server) error {
 		// The server's node joins through the same API as any agent, over
 		// loopback, pinning the CA with the server token's hash.
 		name, err := agent.StartNode(ctx, mgr, agent.Setup{
-			DataDir:     dataDir,
-			Options:     opts.Node,
-			Server:      cp.loopbackURL(),
-			Token:       serverToken,
-			DefaultIP:   nodeIP,
-			Preparation: prep,
+			DataDir:   dataDir,
+			Options:   opts.Node,
+			Server:    cp.loopbackURL(),
+			Token:     serverToken,
+			DefaultIP: nodeIP,
 			BeforeKubelet: func(ctx context.Context) error {
 				if cmElection != nil && cmElection.Standby() {
 					return nil // another server's controller-manager runs the controllers
