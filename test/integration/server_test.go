@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		clusterBin = filepath.Join(dir, "cluster")
-		build := exec.Command("go", "build", "-o", clusterBin, "../..")
+		build := exec.Command("go", "build", "-tags", "bundled", "-o", clusterBin, "../..") // as scripts/build, after it made the bundle
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
