@@ -129,7 +129,7 @@ func TestTwoServersOneDatabase(t *testing.T) {
 		})
 	})
 	t.Run("kubectl top through the second server alone", func(t *testing.T) {
-		harness.WaitFor(t, 2*time.Minute, "metrics for the agent via server-2", func() error {
+		harness.WaitFor(t, 3*time.Minute, "metrics for the agent via server-2", func() error {
 			out, err := c.kubectl(c.hostKubeconfig(s2Host), "top", "nodes", "--no-headers")
 			if err != nil || !strings.Contains(out, "agent ") {
 				return fmt.Errorf("%v: %s", err, out)

@@ -252,7 +252,7 @@ func TestServerAndTwoAgents(t *testing.T) {
 		harness.WaitFor(t, 2*time.Minute, "kube-system pods Ready", func() error { return podsReady(k, "kube-system") })
 	})
 	t.Run("kubectl top nodes and pods", func(t *testing.T) {
-		harness.WaitFor(t, 2*time.Minute, "metrics for every node", func() error {
+		harness.WaitFor(t, 3*time.Minute, "metrics for every node", func() error {
 			out, err := c.kubectl(kubeconfig, "top", "nodes", "--no-headers")
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
@@ -264,7 +264,7 @@ func TestServerAndTwoAgents(t *testing.T) {
 			}
 			return nil
 		})
-		harness.WaitFor(t, 2*time.Minute, "metrics for the web pods", func() error {
+		harness.WaitFor(t, 3*time.Minute, "metrics for the web pods", func() error {
 			out, err := c.kubectl(kubeconfig, "top", "pods", "-l", "app=web", "--no-headers")
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
