@@ -47,7 +47,7 @@ func main() {
 
 // gcDefaults makes the Go collector run when the heap has grown by half
 // since the last collection, not doubled (Go's GOGC=100): an idle server
-// then holds ~100 MB less for a little more CPU. GOGC in the environment
+// then holds ~70 MB less for a little more CPU. GOGC in the environment
 // wins, as for any Go program (GOGC=100 restores Go's default).
 func gcDefaults() {
 	if os.Getenv("GOGC") == "" {

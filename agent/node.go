@@ -98,38 +98,33 @@ func Layout(dataDir string) Paths {
 	}
 }
 
-// Prepared is what a node's start does before it needs a server: the
-// bundled binaries unpacked, containerd running, the images imported.
-type Prepared struct {
-	BinDir     string
-	Host       kubelet.Host
-	CgroupRoot string
-}
-
-// Prepare unpacks the node binaries, starts containerd on mgr and imports
-// the images: the node's start up to where it needs the server. (Run while
-// the control plane starts, it did not shorten a start on two cores: both
-// are CPU-bound.)
-func Prepare(ctx context.Context, mgr *component.Manager, dataDir string) (*Prepared, error) {
-	p := Layout(dataDir)
-	binDir, err := installBinaries(dataDir)
+// Start starts the node's components on mgr, in boot order: containerd
+// (then the images), kubelet, flannel, kube-proxy. The manager stops them in
+// reverse; containers keep running across a restart.
+func Start(ctx context.Context, mgr *component.Manager, n Node) error {
+	p := Layout(n.DataDir)
+	binDir, err := installBinaries(n.DataDir)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	log.Infof("to stop every container and remove the node's interfaces and rules: %s", filepath.Join(binDir, "cluster-killall.sh"))
-	if err := writeCrictlConfig(p); err != nil {
-		return nil, err
+	if err := writeKubeconfigs(p, n); err != nil {
+		return err
 	}
+	if err := writeCrictlConfig(p); err != nil {
+		return err
+	}
+
 	host := kubelet.DetectHost()
-	cgroupRoot := CgroupRoot(dataDir)
+	cgroupRoot := CgroupRoot(n.DataDir)
 	if err := kubelet.EnsureCgroup(cgroupRoot); err != nil {
-		return nil, err
+		return err
 	}
 	ctrd := containerd.Config{
 		Root:                filepath.Join(p.Agent, "containerd"),
 		State:               filepath.Join(p.Agent, "run", "containerd"),
 		Address:             p.ContainerdSocket,
-		ShimSocketDir:       shimSocketDir(dataDir),
+		ShimSocketDir:       shimSocketDir(n.DataDir),
 		RuncRoot:            filepath.Join(p.Agent, "run", "runc"),
 		RuncBinary:          filepath.Join(binDir, "runc"),
 		OptDir:              filepath.Join(p.Agent, "containerd-opt"),
@@ -141,31 +136,15 @@ func Prepare(ctx context.Context, mgr *component.Manager, dataDir string) (*Prep
 		SystemdCgroup:       host.SystemdIsInit,
 	}
 	if err := ctrd.Write(p.ContainerdConfig); err != nil {
-		return nil, err
+		return err
 	}
 	// WorkDir is not binDir: containerd would record the shim by its
 	// resolved path there, and it must be found through "current".
 	proc := &containerd.Process{ConfigPath: p.ContainerdConfig, Address: p.ContainerdSocket, BinDir: binDir, WorkDir: p.Agent}
 	if err := mgr.Start(ctx, proc); err != nil {
-		return nil, err
-	}
-	if err := importImages(ctx, p, binDir); err != nil {
-		return nil, err
-	}
-	return &Prepared{BinDir: binDir, Host: host, CgroupRoot: cgroupRoot}, nil
-}
-
-// Start starts the node's components on mgr, in boot order: containerd
-// (then the images), kubelet, flannel, kube-proxy. The manager stops them in
-// reverse; containers keep running across a restart.
-func Start(ctx context.Context, mgr *component.Manager, n Node) error {
-	p := Layout(n.DataDir)
-	prep, err := Prepare(ctx, mgr, n.DataDir)
-	if err != nil {
 		return err
 	}
-	host, cgroupRoot := prep.Host, prep.CgroupRoot
-	if err := writeKubeconfigs(p, n); err != nil {
+	if err := importImages(ctx, p, binDir); err != nil {
 		return err
 	}
 	// Before any pod runs: nothing addressed to the cluster's networks

@@ -38,12 +38,12 @@ func useSmallPages(path string) error {
 	if err := db.QueryRow("PRAGMA page_size").Scan(&size); err != nil {
 		return fmt.Errorf("datastore %s: read page size: %w", path, err)
 	}
+	if size == sqlitePageSize {
+		return nil
+	}
 	var tables int
 	if err := db.QueryRow("SELECT count(*) FROM sqlite_master").Scan(&tables); err != nil {
 		return fmt.Errorf("datastore %s: %w", path, err)
-	}
-	if size == sqlitePageSize {
-		return nil
 	}
 	steps := []string{fmt.Sprintf("PRAGMA page_size=%d", sqlitePageSize), "PRAGMA journal_mode=WAL"}
 	if tables > 0 {

@@ -8,8 +8,6 @@ package bundle
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -44,7 +42,7 @@ var Required = []string{
 
 var log = logging.For("agent")
 
-// Unpack unpacks the embedded archive, as Extract does, named by the sum the
+// Unpack unpacks the embedded archive (see extract), named by the sum the
 // build computed, so that a start which finds it unpacked reads none of it.
 // It fails naming the fix when the binary was built without it (plain `go
 // build` instead of scripts/build).
@@ -72,13 +70,8 @@ func release(b []byte) {
 	_ = unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(base, skip)), n), unix.MADV_DONTNEED)
 }
 
-// Extract unpacks archive into <dataDir>/data/<hash>/bin unless a previous
+// extract unpacks archive into <dataDir>/data/<hash>/bin unless a previous
 // start already did, and returns that bin directory.
-func Extract(dataDir string, archive []byte) (string, error) {
-	sum := sha256.Sum256(archive)
-	return extract(dataDir, archive, hex.EncodeToString(sum[:])[:16])
-}
-
 func extract(dataDir string, archive []byte, hash string) (string, error) {
 	base := filepath.Join(dataDir, "data")
 	final := filepath.Join(base, hash)

@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+const testHash = "0123456789abcdef"
+
 func archiveOf(t *testing.T, names []string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -29,7 +31,7 @@ func archiveOf(t *testing.T, names []string) []byte {
 func TestExtractOnceAndComplete(t *testing.T) {
 	dir := t.TempDir()
 	archive := archiveOf(t, Required)
-	bin, err := Extract(dir, archive)
+	bin, err := extract(dir, archive, testHash)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func TestExtractOnceAndComplete(t *testing.T) {
 	// A second start reuses the directory: a changed file stays changed.
 	marker := filepath.Join(bin, "runc")
 	os.WriteFile(marker, []byte("kept"), 0o755)
-	if _, err := Extract(dir, archive); err != nil {
+	if _, err := extract(dir, archive, testHash); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(marker); string(b) != "kept" {
@@ -52,7 +54,7 @@ func TestExtractOnceAndComplete(t *testing.T) {
 
 func TestExtractRefusesIncompleteBundle(t *testing.T) {
 	dir := t.TempDir()
-	_, err := Extract(dir, archiveOf(t, []string{"runc"}))
+	_, err := extract(dir, archiveOf(t, []string{"runc"}), testHash)
 	if err == nil || !strings.Contains(err.Error(), "missing from the bundle") {
 		t.Fatalf("incomplete bundle: %v", err)
 	}
