@@ -144,8 +144,30 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	if err := mgr.Start(ctx, proc); err != nil {
 		return err
 	}
-	if err := importImages(ctx, p, binDir); err != nil {
+	// The pause image and the air-gap folder before the kubelet: every pod
+	// needs the first, static pods may need the second. The other bundled
+	// images (CoreDNS's is 53 MB, 2 s to make) are made while the kubelet
+	// registers and flannel waits for the node's subnet; the pod network is
+	// reported only after them, so a Ready node has every system image.
+	if err := importImages(ctx, p, binDir, bundledImages[:1], true); err != nil {
 		return err
+	}
+	imagesDone := make(chan error, 1)
+	go func() {
+		err := importImages(ctx, p, binDir, bundledImages[1:], false)
+		// Making an image holds its binary, tar and gzip in memory (~130 MB
+		// for CoreDNS): give that back now, not when the scavenger gets to it.
+		debug.FreeOSMemory()
+		imagesDone <- err
+	}()
+	waitImages := func(ctx context.Context) error {
+		select {
+		case err := <-imagesDone:
+			imagesDone <- err // later callers see it too
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	// Before any pod runs: nothing addressed to the cluster's networks
 	// may leave the node.
@@ -227,6 +249,9 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 				case <-ctx.Done():
 					return ctx.Err()
 				}
+				if err := waitImages(ctx); err != nil {
+					return err
+				}
 				// Only now may containerd report the network ready: the
 				// plugin needs the subnet file flannel just wrote.
 				return fc.WriteCNIConfig()
@@ -235,6 +260,9 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		})
 	} else {
 		log.Infof("--flannel-backend=none: bring your own CNI; put its conflist in %s", p.CNIConfDir)
+		if err := waitImages(ctx); err != nil {
+			return err
+		}
 	}
 
 	proxyArgs := argv.Merge(map[string]string{
@@ -329,8 +357,11 @@ const (
 // local-path volumes live: <data-dir>/storage of that node.
 const StorageAnnotation = "cluster.io/local-storage-path"
 
-// bundledImages are one-binary images made from the node bundle.
-var bundledImages = []struct{ name, binary, user string }{
+// bundledImage is a one-binary image made from the node bundle.
+type bundledImage struct{ name, binary, user string }
+
+// bundledImages are the images the node makes; the pause image first.
+var bundledImages = []bundledImage{
 	{PauseImage, "pause", "65535:65535"},
 	// Port 53 as nobody: containerd allows unprivileged ports in pods.
 	{CoreDNSImage, "coredns", "65534:65534"},
@@ -338,16 +369,16 @@ var bundledImages = []struct{ name, binary, user string }{
 	{LocalPathHelperImage, "local-path-helper", "0:0"},
 }
 
-// importImages makes the images of bundledImages (unless containerd has
-// them from the same binary already) and imports every archive in the
-// air-gap folder.
-func importImages(ctx context.Context, p Paths, binDir string) error {
+// importImages makes the images of bundled (unless containerd has them
+// from the same binary already) and, with airGap, imports every archive in
+// the air-gap folder.
+func importImages(ctx context.Context, p Paths, binDir string, bundled []bundledImage, airGap bool) error {
 	im, err := containerd.NewImporter(p.ContainerdSocket)
 	if err != nil {
 		return err
 	}
 	defer im.Close()
-	for _, b := range bundledImages {
+	for _, b := range bundled {
 		begin := time.Now()
 		data, err := os.ReadFile(filepath.Join(binDir, b.binary))
 		if err != nil {
@@ -372,9 +403,9 @@ func importImages(ctx context.Context, p Paths, binDir string) error {
 			log.Infof("image %s ready (%s)", b.name, time.Since(begin).Round(time.Millisecond))
 		}
 	}
-	// Making an image holds its binary, tar and gzip in memory (~130 MB for
-	// CoreDNS): give that back now rather than when the scavenger gets to it.
-	debug.FreeOSMemory()
+	if !airGap {
+		return nil
+	}
 	if err := os.MkdirAll(p.Images, 0o755); err != nil {
 		return err
 	}

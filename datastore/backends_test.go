@@ -23,9 +23,12 @@ import (
 // backends are the kine backends under one suite: endpoint builds the DSN
 // for a file in dir.
 var backends = map[string]func(dir string) string{
+	// A user's sqlite:// endpoint gets kine's parameters; our default file
+	// adds the unix-excl VFS (DefaultSQLiteDSN).
 	"sqlite": func(dir string) string {
 		return "sqlite://" + filepath.Join(dir, "state.db") + "?" + sqlite.DefaultParams
 	},
+	"sqlite default": DefaultSQLiteDSN,
 	"bolt": func(dir string) string { return "bolt://" + filepath.Join(dir, "state.bolt") },
 }
 
@@ -126,5 +129,27 @@ func testCrash(t *testing.T, endpoint string) {
 	// And the store still takes writes.
 	if _, err := b.Create(context.Background(), "/after-crash", []byte("x"), 0); err != nil {
 		t.Errorf("write after recovery: %v", err)
+	}
+}
+
+// The default SQLite file keeps its WAL index in memory: no state.db-shm,
+// whose mapped pages every commit would dirty.
+func TestDefaultSQLiteHasNoSharedMemoryFile(t *testing.T) {
+	dir := t.TempDir()
+	b, done, err := openBackend(DefaultSQLiteDSN(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	for i := 0; i < 20; i++ {
+		if _, err := b.Create(context.Background(), fmt.Sprintf("/registry/leases/l%d", i), []byte("x"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.db-wal")); err != nil {
+		t.Fatalf("the datastore is not in WAL mode: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.db-shm")); err == nil {
+		t.Fatal("state.db-shm exists: the WAL index is a shared file, not process memory (vfs=unix-excl not applied)")
 	}
 }
