@@ -29,7 +29,7 @@ var backends = map[string]func(dir string) string{
 		return "sqlite://" + filepath.Join(dir, "state.db") + "?" + sqlite.DefaultParams
 	},
 	"sqlite default": DefaultSQLiteDSN,
-	"bolt": func(dir string) string { return "bolt://" + filepath.Join(dir, "state.bolt") },
+	"bolt":           func(dir string) string { return "bolt://" + filepath.Join(dir, "state.bolt") },
 }
 
 // openBackend opens a backend with manual compaction (automatic compaction
