@@ -77,6 +77,7 @@ type Paths struct {
 	FlannelKubecfg   string
 	FlannelDir       string
 	CrictlConfig     string
+	CgroupRootFile   string // the node's own cgroup tree, for the kill-all script
 }
 
 // Layout returns the node paths under dataDir.
@@ -95,6 +96,7 @@ func Layout(dataDir string) Paths {
 		FlannelKubecfg:   filepath.Join(a, "cred", "flannel.kubeconfig"),
 		FlannelDir:       filepath.Join(a, "flannel"),
 		CrictlConfig:     filepath.Join(a, "etc", "crictl.yaml"),
+		CgroupRootFile:   filepath.Join(a, "cgroup-root"),
 	}
 }
 
@@ -119,6 +121,13 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	cgroupRoot := CgroupRoot(n.DataDir)
 	if err := kubelet.EnsureCgroup(cgroupRoot); err != nil {
 		return err
+	}
+	if cgroupRoot != "/" {
+		// For the kill-all script, which removes the tree: left behind, every
+		// later kubelet's cAdvisor would walk it each minute.
+		if err := os.WriteFile(p.CgroupRootFile, []byte(cgroupRoot+"\n"), 0o644); err != nil {
+			return fmt.Errorf("record cgroup root: %w", err)
+		}
 	}
 	ctrd := containerd.Config{
 		Root:                filepath.Join(p.Agent, "containerd"),

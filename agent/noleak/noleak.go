@@ -70,6 +70,12 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 	if err := Ensure(c); err != nil {
 		return err
 	}
+	// What an earlier start in the other kube-proxy mode left: once.
+	if c.NFTables {
+		removeIPTables()
+	} else {
+		removeNFTables()
+	}
 	log.Infof("traffic to service IPs kube-proxy does not serve (%s) and to pod IPs of no node (%s) is refused on this node", c.ServiceCIDR, c.ClusterCIDR)
 	close(ready)
 	every := c.Every
@@ -100,14 +106,13 @@ func Ensure(c Config) error {
 	if err != nil {
 		return fmt.Errorf("cluster CIDR %q: %w", c.ClusterCIDR, err)
 	}
-	ensure, other := ensureIPTables, removeNFTables
+	ensure := ensureIPTables
 	if c.NFTables {
-		ensure, other = ensureNFTables, removeIPTables
+		ensure = ensureNFTables
 	}
 	if err := ensure(svc.String()); err != nil {
 		return fmt.Errorf("service network rules: %w", err)
 	}
-	other() // what an earlier start in the other kube-proxy mode left
 	if err := unlimitUnreachable(); err != nil {
 		return err
 	}
@@ -122,23 +127,19 @@ func ensureIPTables(serviceCIDR string) error {
 	if err != nil {
 		return err
 	}
-	exists, err := ipt.ChainExists("filter", Chain)
-	if err != nil {
-		return err
-	}
-	if !exists {
-		if err := ipt.NewChain("filter", Chain); err != nil {
-			return err
-		}
-	}
 	comment := []string{"-m", "comment", "--comment", "cluster: service IP that kube-proxy did not translate"}
 	rules := [][]string{
 		append([]string{"-d", serviceCIDR, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"}, comment...),
 		append([]string{"-d", serviceCIDR, "-j", "REJECT", "--reject-with", "icmp-port-unreachable"}, comment...),
 	}
+	// One listing answers both "does the chain exist" and "is it whole":
+	// each iptables run costs ~10 ms of CPU, and this runs every 30 s.
 	current, err := ipt.List("filter", Chain)
 	if err != nil {
-		return err
+		if nerr := ipt.NewChain("filter", Chain); nerr != nil {
+			return fmt.Errorf("list chain %s: %v; create it: %w", Chain, err, nerr)
+		}
+		current = nil
 	}
 	if len(current) != len(rules)+1 { // "-N CHAIN" and the rules
 		if err := ipt.ClearChain("filter", Chain); err != nil {

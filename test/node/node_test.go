@@ -306,6 +306,17 @@ func (n *node) cleanup() {
 	if routes, _ := exec.Command("ip", "route", "show", "proto", "239").Output(); len(bytes.TrimSpace(routes)) > 0 {
 		n.t.Errorf("the node's unreachable route is left after kill-all: %s", routes)
 	}
+	// A data dir other than the default has its own cgroup tree; left
+	// behind, every later kubelet's cAdvisor walks it each minute.
+	if root, err := os.ReadFile(filepath.Join(n.dataDir, "agent", "cgroup-root")); err != nil {
+		n.t.Errorf("the node did not record its cgroup root: %v", err)
+	} else {
+		v1, _ := filepath.Glob("/sys/fs/cgroup/*" + strings.TrimSpace(string(root)))
+		v2, _ := filepath.Glob("/sys/fs/cgroup" + strings.TrimSpace(string(root)))
+		if left := append(v1, v2...); len(left) > 0 {
+			n.t.Errorf("cgroups left after kill-all: %v", left)
+		}
+	}
 	if n.t.Failed() {
 		n.t.Logf("server log:\n%s", harness.Tail(n.log.String(), 80))
 	}

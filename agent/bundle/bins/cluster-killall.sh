@@ -49,6 +49,20 @@ if command -v nft >/dev/null 2>&1; then
         nft delete table $table 2>/dev/null
     done
 fi
+# The node's own cgroup tree (nodes with a non-default data dir have one;
+# the default's pods live in the host's /kubepods, which stays), deepest
+# first; cgroups of processes still exiting are tried again.
+root=$(cat "$DATA_DIR/agent/cgroup-root" 2>/dev/null)
+if echo "$root" | grep -qxE '/cluster-[0-9a-f]{12}'; then
+    for dir in /sys/fs/cgroup"$root" /sys/fs/cgroup/*"$root"; do
+        i=0
+        while [ -d "$dir" ] && [ $i -lt 20 ]; do
+            find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || sleep 0.1
+            i=$((i + 1))
+        done
+        [ -d "$dir" ] && echo "cluster-killall: could not remove $dir (processes left in it?)" >&2
+    done
+fi
 rm -rf "$DATA_DIR/agent/cni" "$DATA_DIR/agent/flannel/subnet.env"
 echo "cluster-killall: done"
 exit 0
