@@ -73,6 +73,19 @@ func DefaultSQLiteDSN(dbDir string) string {
 	return "sqlite://" + filepath.Join(dbDir, "state.db") + "?" + sqlite.DefaultParams + "&" + exclusiveVFS
 }
 
+// sqliteDir is the directory of a sqlite:// endpoint's file, or "".
+func sqliteDir(endpoint string) string {
+	path, ok := strings.CutPrefix(endpoint, "sqlite://")
+	if !ok {
+		return ""
+	}
+	path, _, _ = strings.Cut(path, "?")
+	if path == "" {
+		return ""
+	}
+	return filepath.Dir(path)
+}
+
 // exclusiveVFS is the DSN parameter of the default SQLite datastore.
 const exclusiveVFS = "vfs=unix-excl"
 
@@ -95,6 +108,12 @@ func (k *Kine) Start(startCtx context.Context) error {
 		}
 		if err := useSmallPages(filepath.Join(k.DBDir, "state.db")); err != nil {
 			return err
+		}
+	} else if dir := sqliteDir(k.Endpoint); dir != "" {
+		// SQLite creates the file, not its directory; kine would retry
+		// "unable to open database file" forever.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("--datastore-endpoint: create %s: %w", dir, err)
 		}
 	}
 	// kine's lifetime is ours to end in Stop, after the apiserver.
