@@ -733,7 +733,16 @@ func (p *proc) stop() {
 		}
 	case <-time.After(90 * time.Second):
 		p.cmd.Process.Kill()
-		p.t.Errorf("%s did not stop within 90s:\n%s", p.args[0], harness.Tail(p.log.String(), 40))
+		// The supervisor's lines say which component's Stop hung; the
+		// last lines are usually a daemon's retries.
+		var steps []string
+		for _, l := range strings.Split(p.log.String(), "\n") {
+			if strings.Contains(l, "[supervisor]") {
+				steps = append(steps, l)
+			}
+		}
+		p.t.Errorf("%s did not stop within 90s; supervisor:\n%s\nlast lines:\n%s", p.args[0],
+			harness.Tail(strings.Join(steps, "\n"), 25), harness.Tail(p.log.String(), 40))
 	}
 	if p.t.Failed() {
 		p.t.Logf("%s %v log:\n%s", p.host.Name, p.args[:1], harness.Tail(p.log.String(), 60))
