@@ -158,22 +158,25 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	// images (CoreDNS's is 53 MB, 2 s to make) are made while the kubelet
 	// registers and flannel waits for the node's subnet; the pod network is
 	// reported only after them, so a Ready node has every system image.
-	if err := importImages(ctx, p, binDir, bundledImages[:1], true); err != nil {
+	if err := makeImages(ctx, p, binDir, bundledImages[:1]); err != nil {
 		return err
 	}
-	imagesDone := make(chan error, 1)
+	if err := importAirGap(ctx, p); err != nil {
+		return err
+	}
+	imagesDone := make(chan struct{})
+	var imagesErr error
 	go func() {
-		err := importImages(ctx, p, binDir, bundledImages[1:], false)
+		defer close(imagesDone)
+		imagesErr = makeImages(ctx, p, binDir, bundledImages[1:])
 		// Making an image holds its binary, tar and gzip in memory (~130 MB
 		// for CoreDNS): give that back now, not when the scavenger gets to it.
 		debug.FreeOSMemory()
-		imagesDone <- err
 	}()
 	waitImages := func(ctx context.Context) error {
 		select {
-		case err := <-imagesDone:
-			imagesDone <- err // later callers see it too
-			return err
+		case <-imagesDone:
+			return imagesErr
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -378,10 +381,9 @@ var bundledImages = []bundledImage{
 	{LocalPathHelperImage, "local-path-helper", "0:0"},
 }
 
-// importImages makes the images of bundled (unless containerd has them
-// from the same binary already) and, with airGap, imports every archive in
-// the air-gap folder.
-func importImages(ctx context.Context, p Paths, binDir string, bundled []bundledImage, airGap bool) error {
+// makeImages makes the images of bundled, unless containerd has them from
+// the same binary already.
+func makeImages(ctx context.Context, p Paths, binDir string, bundled []bundledImage) error {
 	im, err := containerd.NewImporter(p.ContainerdSocket)
 	if err != nil {
 		return err
@@ -412,12 +414,19 @@ func importImages(ctx context.Context, p Paths, binDir string, bundled []bundled
 			log.Infof("image %s ready (%s)", b.name, time.Since(begin).Round(time.Millisecond))
 		}
 	}
-	if !airGap {
-		return nil
-	}
+	return nil
+}
+
+// importAirGap imports every archive in the air-gap folder.
+func importAirGap(ctx context.Context, p Paths) error {
 	if err := os.MkdirAll(p.Images, 0o755); err != nil {
 		return err
 	}
+	im, err := containerd.NewImporter(p.ContainerdSocket)
+	if err != nil {
+		return err
+	}
+	defer im.Close()
 	return im.ImportDir(ctx, p.Images)
 }
 
