@@ -225,7 +225,13 @@ func Run(ctx context.Context, opts *options.Server) error {
 			ComponentName: "kube-apiserver",
 			Run:           func(ctx context.Context) error { return embedded.RunAPIServer(ctx, apiArgs, routes) },
 			ReadyFunc:     component.HTTPReady(readyClient, cp.loopbackURL()+"/readyz"),
-			StopTimeout:   70 * time.Second, // its own graceful termination takes up to 60s
+			// It stops in about a second; only requests stuck on a
+			// datastore that cannot answer (etcd without quorum: the last
+			// server of a cluster) make it wait out its 60 s request
+			// timeout, and then the stop of the whole server took longer
+			// than the 90 s systemd waits. Its datastore stops next, which
+			// ends those requests.
+			StopTimeout: 20 * time.Second,
 		},
 		&component.Runner{ComponentName: "kube-controller-manager", Run: cmRun, ReadyFunc: cmReady, StopTimeout: 20 * time.Second},
 		&component.Runner{ComponentName: "kube-scheduler", Run: schedRun, ReadyFunc: schedReady, StopTimeout: 20 * time.Second},
