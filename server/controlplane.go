@@ -145,6 +145,13 @@ func (c controlPlane) apiServerArgs(extra []string) []string {
 		// etcd or a shared database keep upstream's defaults.
 		m["endpoint-reconciler-type"] = "master-count"
 		m["feature-gates"] = "APIServerIdentity=false,UnknownVersionInteroperabilityProxy=false"
+		// Counting every resource's objects each minute is ~55 datastore
+		// reads a minute on an idle cluster (measured: 12 % of its idle
+		// CPU); the counts feed only the apiserver_storage_objects metric
+		// and the cost estimate of list requests for priority and fairness,
+		// which then charges every list the minimum, as it does for
+		// aggregated APIs.
+		m["etcd-count-metric-poll-period"] = "0"
 	}
 	if c.sharedKine {
 		// kine sends a watch progress notification only while its poll loop

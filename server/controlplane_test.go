@@ -1,0 +1,59 @@
+package server
+
+import (
+	"net"
+	"testing"
+
+	"github.com/cluster-io/cluster/datastore"
+	"github.com/cluster-io/cluster/internal/argv"
+)
+
+// The footprint defaults of a sole server (README "Defaults that differ
+// from upstream") hold only there, and --kube-apiserver-arg takes each back.
+func TestAPIServerFootprintDefaults(t *testing.T) {
+	sole := controlPlane{advertiseAddress: net.ParseIP("192.0.2.1"), p: newPaths(t.TempDir())}
+	shared := sole
+	shared.sharedKine = true
+	etcd := sole
+	etcd.etcdTLS = &datastore.EtcdTLS{}
+	tests := []struct {
+		name  string
+		cp    controlPlane
+		extra []string
+		want  map[string]string // "" means: not set, upstream's default
+	}{
+		{"sole server", sole, nil, map[string]string{
+			"etcd-count-metric-poll-period": "0",
+			"endpoint-reconciler-type":      "master-count",
+			"feature-gates":                 "APIServerIdentity=false,UnknownVersionInteroperabilityProxy=false",
+		}},
+		{"sole server, upstream's back", sole, []string{"--etcd-count-metric-poll-period=1m", "--endpoint-reconciler-type=lease"}, map[string]string{
+			"etcd-count-metric-poll-period": "1m",
+			"endpoint-reconciler-type":      "lease",
+		}},
+		{"shared database", shared, nil, map[string]string{
+			"etcd-count-metric-poll-period": "",
+			"endpoint-reconciler-type":      "",
+			"feature-gates":                 "WatchList=false",
+		}},
+		{"embedded etcd", etcd, nil, map[string]string{
+			"etcd-count-metric-poll-period": "",
+			"endpoint-reconciler-type":      "",
+			"feature-gates":                 "",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.cp.apiServerArgs(tt.extra)
+			for name, want := range tt.want {
+				got, ok := argv.Value(args, name)
+				if want == "" && ok {
+					t.Errorf("--%s=%s, want it unset", name, got)
+				}
+				if want != "" && got != want {
+					t.Errorf("--%s=%q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
