@@ -158,17 +158,25 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	// images (CoreDNS's is 53 MB, 2 s to make) are made while the kubelet
 	// registers and flannel waits for the node's subnet; the pod network is
 	// reported only after them, so a Ready node has every system image.
-	if err := makeImages(ctx, p, binDir, bundledImages[:1]); err != nil {
+	// One containerd connection for all of it; the background work closes it.
+	im, err := containerd.NewImporter(p.ContainerdSocket)
+	if err != nil {
 		return err
 	}
-	if err := importAirGap(ctx, p); err != nil {
+	if err := makeImages(ctx, im, binDir, bundledImages[:1]); err != nil {
+		im.Close()
+		return err
+	}
+	if err := importAirGap(ctx, im, p.Images); err != nil {
+		im.Close()
 		return err
 	}
 	imagesDone := make(chan struct{})
 	var imagesErr error
 	go func() {
 		defer close(imagesDone)
-		imagesErr = makeImages(ctx, p, binDir, bundledImages[1:])
+		defer im.Close()
+		imagesErr = makeImages(ctx, im, binDir, bundledImages[1:])
 		// Making an image holds its binary, tar and gzip in memory (~130 MB
 		// for CoreDNS): give that back now, not when the scavenger gets to it.
 		debug.FreeOSMemory()
@@ -383,12 +391,7 @@ var bundledImages = []bundledImage{
 
 // makeImages makes the images of bundled, unless containerd has them from
 // the same binary already.
-func makeImages(ctx context.Context, p Paths, binDir string, bundled []bundledImage) error {
-	im, err := containerd.NewImporter(p.ContainerdSocket)
-	if err != nil {
-		return err
-	}
-	defer im.Close()
+func makeImages(ctx context.Context, im *containerd.Importer, binDir string, bundled []bundledImage) error {
 	for _, b := range bundled {
 		begin := time.Now()
 		data, err := os.ReadFile(filepath.Join(binDir, b.binary))
@@ -417,17 +420,12 @@ func makeImages(ctx context.Context, p Paths, binDir string, bundled []bundledIm
 	return nil
 }
 
-// importAirGap imports every archive in the air-gap folder.
-func importAirGap(ctx context.Context, p Paths) error {
-	if err := os.MkdirAll(p.Images, 0o755); err != nil {
+// importAirGap imports every archive in the air-gap folder dir.
+func importAirGap(ctx context.Context, im *containerd.Importer, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	im, err := containerd.NewImporter(p.ContainerdSocket)
-	if err != nil {
-		return err
-	}
-	defer im.Close()
-	return im.ImportDir(ctx, p.Images)
+	return im.ImportDir(ctx, dir)
 }
 
 // CgroupRoot is the cgroup under which the node's kubelet puts its pods:
