@@ -205,12 +205,12 @@ func (k *Kine) serve(ctx context.Context) error {
 // poll loop), so only a database other processes write needs the 1 s poll
 // of kine's CLI. The default SQLite file is held by this process alone
 // (unix-excl), and a poll there found nothing every second: ~60 SQL
-// queries a minute, 0.6–0.9 CPU-s/min of an idle server with its node
-// (two alternating pairs). Its slow poll is
-// a safety net: a revision gap (not expected with one writer) would hold
-// watches back until the next poll, and so is the first write after the
-// loop starts (kine spends that wake-up preparing its query; a start
-// writes on, so it does not wait there).
+// queries a minute (a plain idle loop measured 0.6–0.9 CPU-s/min less; the
+// footprint bench did not show it). The slow poll is a safety net: a
+// revision gap (not expected with one writer) would hold watches back
+// until the next poll, and so is the first write after the loop starts
+// (kine spends that wake-up preparing its query; a start writes on, so it
+// does not wait there).
 func (k *Kine) pollInterval() time.Duration {
 	if k.Endpoint == "" {
 		return exclusivePollInterval

@@ -70,18 +70,3 @@ func TestUseSmallPages(t *testing.T) {
 		}
 	})
 }
-
-func TestSQLiteDir(t *testing.T) {
-	for _, tc := range []struct{ endpoint, want string }{
-		{"sqlite:///var/lib/cluster/db/state.db", "/var/lib/cluster/db"},
-		{"sqlite:///srv/x.db?_journal=WAL", "/srv"},
-		{"sqlite://rel/state.db", "rel"},
-		{"sqlite://", ""},
-		{"postgres://u:p@h/db", ""},
-		{"bolt:///var/lib/x.bolt", ""},
-	} {
-		if got := sqliteDir(tc.endpoint); got != tc.want {
-			t.Errorf("sqliteDir(%q) = %q, want %q", tc.endpoint, got, tc.want)
-		}
-	}
-}
