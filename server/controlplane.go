@@ -181,7 +181,15 @@ func (c controlPlane) controllerManagerArgs(extra []string) []string {
 		"configure-cloud-routes":    "false",
 		"controllers":               "*,tokencleaner",
 		"kubeconfig":                c.p.controllerKubeconfig,
-		"leader-elect":              "false",
+		// Upstream's 20/s (burst 30) throttles the controller-manager's own
+		// start: building its controllers takes three requests each on a
+		// fresh datastore (get, get namespace, create service account) and
+		// waited ~3 s on the limiter, holding back the node's kubelet
+		// (agent.Setup.BeforeKubelet). The apiserver's priority and
+		// fairness still bounds what the controllers may take.
+		"kube-api-burst": "200",
+		"kube-api-qps":   "100",
+		"leader-elect":   "false",
 		// Kubelets renew their node Lease every 30 s here, not every 10 s
 		// (agent/kubelet): three missed renewals, not five, make a node
 		// NotReady.

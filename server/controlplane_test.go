@@ -57,3 +57,28 @@ func TestAPIServerFootprintDefaults(t *testing.T) {
 		})
 	}
 }
+
+// The controller-manager's client limits are raised (README "Defaults that
+// differ from upstream"), and --kube-controller-manager-arg takes them back.
+func TestControllerManagerClientLimits(t *testing.T) {
+	cp := controlPlane{advertiseAddress: net.ParseIP("192.0.2.1"), p: newPaths(t.TempDir())}
+	tests := []struct {
+		name       string
+		extra      []string
+		qps, burst string
+	}{
+		{"default", nil, "100", "200"},
+		{"upstream's back", []string{"--kube-api-qps=20", "--kube-api-burst=30"}, "20", "30"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := cp.controllerManagerArgs(tt.extra)
+			if got, _ := argv.Value(args, "kube-api-qps"); got != tt.qps {
+				t.Errorf("--kube-api-qps=%q, want %q", got, tt.qps)
+			}
+			if got, _ := argv.Value(args, "kube-api-burst"); got != tt.burst {
+				t.Errorf("--kube-api-burst=%q, want %q", got, tt.burst)
+			}
+		})
+	}
+}
