@@ -11,7 +11,9 @@ import (
 // the health endpoints of upstream daemons.
 func HTTPReady(c *http.Client, url string) func(context.Context) error {
 	return func(ctx context.Context) error {
-		return Poll(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+		// Every start waits on these in turn: a finer poll is cheap (one
+		// local request) and each step ends closer to when the daemon is up.
+		return Poll(ctx, 50*time.Millisecond, func(ctx context.Context) error {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 			if err != nil {
 				return err

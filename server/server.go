@@ -300,7 +300,7 @@ func controllersBuilt(ctx context.Context, port int) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	client := insecureHealthClient()
-	err := component.Poll(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+	err := component.Poll(ctx, 50*time.Millisecond, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL(port)+"?verbose", nil)
 		if err != nil {
 			return err

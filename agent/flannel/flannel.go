@@ -111,16 +111,19 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
 		return fmt.Errorf("flannel: the kernel lacks br_netfilter (no /proc/sys/net/bridge): %w", err)
 	}
-	if err := waitForPodCIDR(ctx, c.Kubeconfig, c.NodeName); err != nil {
-		return fmt.Errorf("flannel: wait for the node's podCIDR: %w", err)
-	}
 	extIface, err := externalInterface(c.NodeIP)
 	if err != nil {
 		return fmt.Errorf("flannel: %w", err)
 	}
+	// The subnet manager first: it needs no podCIDR, and it checks whether
+	// its node informer has synced only once a second (~1 s however fast the
+	// sync), which thus overlaps the kubelet's registration.
 	sm, err := kube.NewSubnetManager(ctx, "", c.Kubeconfig, annotationPrefix, confPath, false)
 	if err != nil {
 		return fmt.Errorf("flannel: subnet manager: %w", err)
+	}
+	if err := waitForPodCIDR(ctx, c.Kubeconfig, c.NodeName); err != nil {
+		return fmt.Errorf("flannel: wait for the node's podCIDR: %w", err)
 	}
 	config, err := sm.GetNetworkConfig(ctx)
 	if err != nil {
