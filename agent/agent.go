@@ -55,6 +55,9 @@ type Setup struct {
 	// it too (with no node). In one process the kubelet's Init must come
 	// last, or its CSINode never initializes and the node stays NotReady.
 	BeforeKubelet func(ctx context.Context) error
+	// Prepared, if set, is the node's runtime, prepared before the join
+	// (the server's own node does that while its control plane starts).
+	Prepared *Prepared
 }
 
 // StartNode joins the server and starts the node's components on mgr. A
@@ -132,6 +135,7 @@ func StartNode(ctx context.Context, mgr *component.Manager, s Setup) (string, er
 		APIServerURL:   apiURL,
 		Creds:          joined.Files,
 		BeforeKubelet:  s.BeforeKubelet,
+		Prepared:       s.Prepared,
 	})
 	if err != nil {
 		return "", err

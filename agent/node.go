@@ -61,6 +61,8 @@ type Node struct {
 	// BeforeKubelet, if set, must return before the kubelet starts (the
 	// server's own node waits for its controller-manager; see Setup).
 	BeforeKubelet func(ctx context.Context) error
+	// Prepared, if set, is this node's runtime, prepared already.
+	Prepared *Prepared
 }
 
 // Paths is the node's layout under <data-dir>.
@@ -100,40 +102,56 @@ func Layout(dataDir string) Paths {
 	}
 }
 
-// Start starts the node's components on mgr, in boot order: containerd
-// (then the images), kubelet, flannel, kube-proxy. The manager stops them in
-// reverse; containers keep running across a restart.
-func Start(ctx context.Context, mgr *component.Manager, n Node) error {
-	p := Layout(n.DataDir)
-	binDir, err := installBinaries(n.DataDir)
+// Runtime is what preparing a node needs; none of it comes from the join,
+// so the server's own node prepares while its control plane starts.
+type Runtime struct {
+	DataDir       string
+	ClusterCIDR   string
+	ServiceCIDR   string
+	KubeProxyArgs []string // its proxy mode picks nft or iptables rules
+}
+
+// Prepared is a node's runtime, ready before the kubelet: the bundled
+// binaries unpacked, containerd running with the pause image and the
+// air-gap images, nothing addressed to the cluster's networks leaving the
+// node, and the other bundled images on their way.
+type Prepared struct {
+	runtime    Runtime
+	host       kubelet.Host
+	cgroupRoot string
+	waitImages func(ctx context.Context) error
+}
+
+// Prepare starts the node's runtime on mgr: containerd, then the images,
+// then the no-leak rules.
+func Prepare(ctx context.Context, mgr *component.Manager, r Runtime) (*Prepared, error) {
+	p := Layout(r.DataDir)
+	binDir, err := installBinaries(r.DataDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	log.Infof("to stop every container and remove the node's interfaces and rules: %s", filepath.Join(binDir, "cluster-killall.sh"))
-	if err := writeKubeconfigs(p, n); err != nil {
-		return err
-	}
 	if err := writeCrictlConfig(p); err != nil {
-		return err
+		return nil, err
 	}
 
 	host := kubelet.DetectHost()
-	cgroupRoot := CgroupRoot(n.DataDir)
+	cgroupRoot := CgroupRoot(r.DataDir)
 	if err := kubelet.EnsureCgroup(cgroupRoot); err != nil {
-		return err
+		return nil, err
 	}
 	if cgroupRoot != "/" {
 		// For the kill-all script, which removes the tree: left behind, every
 		// later kubelet's cAdvisor would walk it each minute.
 		if err := os.WriteFile(p.CgroupRootFile, []byte(cgroupRoot+"\n"), 0o644); err != nil {
-			return fmt.Errorf("record cgroup root: %w", err)
+			return nil, fmt.Errorf("record cgroup root: %w", err)
 		}
 	}
 	ctrd := containerd.Config{
 		Root:                filepath.Join(p.Agent, "containerd"),
 		State:               filepath.Join(p.Agent, "run", "containerd"),
 		Address:             p.ContainerdSocket,
-		ShimSocketDir:       shimSocketDir(n.DataDir),
+		ShimSocketDir:       shimSocketDir(r.DataDir),
 		RuncRoot:            filepath.Join(p.Agent, "run", "runc"),
 		RuncBinary:          filepath.Join(binDir, "runc"),
 		OptDir:              filepath.Join(p.Agent, "containerd-opt"),
@@ -145,13 +163,13 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		SystemdCgroup:       host.SystemdIsInit,
 	}
 	if err := ctrd.Write(p.ContainerdConfig); err != nil {
-		return err
+		return nil, err
 	}
 	// WorkDir is not binDir: containerd would record the shim by its
 	// resolved path there, and it must be found through "current".
 	proc := &containerd.Process{ConfigPath: p.ContainerdConfig, Address: p.ContainerdSocket, BinDir: binDir, WorkDir: p.Agent}
 	if err := mgr.Start(ctx, proc); err != nil {
-		return err
+		return nil, err
 	}
 	// The pause image and the air-gap folder before the kubelet: every pod
 	// needs the first, static pods may need the second. The other bundled
@@ -161,15 +179,15 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	// One containerd connection for all of it; the background work closes it.
 	im, err := containerd.NewImporter(p.ContainerdSocket)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := makeImages(ctx, im, binDir, bundledImages[:1]); err != nil {
 		im.Close()
-		return err
+		return nil, err
 	}
 	if err := importAirGap(ctx, im, p.Images); err != nil {
 		im.Close()
-		return err
+		return nil, err
 	}
 	imagesDone := make(chan struct{})
 	var imagesErr error
@@ -191,7 +209,7 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 	}
 	// Before any pod runs: nothing addressed to the cluster's networks
 	// may leave the node.
-	nl := noleak.Config{ServiceCIDR: n.ServiceCIDR, ClusterCIDR: n.ClusterCIDR, NFTables: ProxyMode(n.KubeProxyArgs) == "nftables"}
+	nl := noleak.Config{ServiceCIDR: r.ServiceCIDR, ClusterCIDR: r.ClusterCIDR, NFTables: ProxyMode(r.KubeProxyArgs) == "nftables"}
 	nlReady := make(chan struct{})
 	if err := mgr.Start(ctx, &component.Runner{
 		ComponentName: "noleak",
@@ -206,6 +224,30 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		},
 		StopTimeout: 5 * time.Second,
 	}); err != nil {
+		return nil, err
+	}
+	return &Prepared{runtime: r, host: host, cgroupRoot: cgroupRoot, waitImages: waitImages}, nil
+}
+
+// Start starts the node's components on mgr, in boot order: the runtime
+// (Prepare, unless n.Prepared has it already), kubelet, flannel, kube-proxy.
+// The manager stops them in reverse; containers keep running across a
+// restart.
+func Start(ctx context.Context, mgr *component.Manager, n Node) error {
+	p := Layout(n.DataDir)
+	pr := n.Prepared
+	if pr == nil {
+		var err error
+		if pr, err = Prepare(ctx, mgr, Runtime{DataDir: n.DataDir, ClusterCIDR: n.ClusterCIDR, ServiceCIDR: n.ServiceCIDR, KubeProxyArgs: n.KubeProxyArgs}); err != nil {
+			return err
+		}
+	}
+	if r := pr.runtime; r.DataDir != n.DataDir || r.ClusterCIDR != n.ClusterCIDR || r.ServiceCIDR != n.ServiceCIDR {
+		return fmt.Errorf("node prepared for data dir %s, cluster CIDR %s, service CIDR %s; the server gave %s, %s, %s",
+			r.DataDir, r.ClusterCIDR, r.ServiceCIDR, n.DataDir, n.ClusterCIDR, n.ServiceCIDR)
+	}
+	host, cgroupRoot, waitImages := pr.host, pr.cgroupRoot, pr.waitImages
+	if err := writeKubeconfigs(p, n); err != nil {
 		return err
 	}
 

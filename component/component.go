@@ -72,12 +72,26 @@ func (m *Manager) Failed() <-chan error { return m.failed }
 
 // Wait blocks until ctx ends (nil: a requested shutdown) or a started
 // component dies (its error).
-func (m *Manager) Wait(ctx context.Context) error {
+func (m *Manager) Wait(ctx context.Context) error { return Wait(ctx, m) }
+
+// Wait blocks until ctx ends (nil: a requested shutdown) or a component
+// started by any of managers dies (its error).
+func Wait(ctx context.Context, managers ...*Manager) error {
+	failed := make(chan error, len(managers))
+	for _, m := range managers {
+		go func() {
+			select {
+			case err := <-m.failed:
+				failed <- err
+			case <-ctx.Done():
+			}
+		}()
+	}
 	select {
 	case <-ctx.Done():
-		m.log.Info("shutdown requested")
+		managers[0].log.Info("shutdown requested")
 		return nil
-	case err := <-m.failed:
+	case err := <-failed:
 		return err
 	}
 }

@@ -95,6 +95,20 @@ func Run(ctx context.Context, opts *options.Server) error {
 			log.Warnf("stop: %v", err)
 		}
 	}()
+	// The server's own node runs on a manager of its own, stopped before
+	// the control plane's. It prepares its runtime (binaries, containerd,
+	// images) while the control plane starts: none of that needs the API. A
+	// server joining another takes its networks from the cluster, so it
+	// prepares only after the join, as an agent does.
+	nodeMgr := component.NewManager()
+	prep := startPrepare(ctx, nodeMgr, opts, dataDir)
+	defer func() {
+		prep.cancel()
+		_, _ = prep.wait()
+		if err := nodeMgr.Stop(); err != nil {
+			log.Warnf("stop node: %v", err)
+		}
+	}()
 	// The datastore first: servers sharing it share the cluster's CAs and
 	// keys, which the first one stored there (server/bootstrap).
 	if err := os.MkdirAll(serverDir, 0o700); err != nil {
@@ -252,9 +266,18 @@ func Run(ctx context.Context, opts *options.Server) error {
 	}
 	log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
 	if !opts.DisableAgent {
+		prepared, err := prep.wait()
+		if err != nil {
+			if ctx.Err() != nil {
+				log.Info("shutdown requested during start")
+				return nil
+			}
+			return fmt.Errorf("node: %w", err)
+		}
 		// The server's node joins through the same API as any agent, over
 		// loopback, pinning the CA with the server token's hash.
-		name, err := agent.StartNode(ctx, mgr, agent.Setup{
+		name, err := agent.StartNode(ctx, nodeMgr, agent.Setup{
+			Prepared:  prepared,
 			DataDir:   dataDir,
 			Options:   opts.Node,
 			Server:    cp.loopbackURL(),
@@ -288,7 +311,44 @@ func Run(ctx context.Context, opts *options.Server) error {
 	// Starting peaks at about twice the heap an idle server keeps; the Go
 	// runtime would give it back to the OS only over minutes.
 	debug.FreeOSMemory()
-	return mgr.Wait(ctx)
+	return component.Wait(ctx, mgr, nodeMgr)
+}
+
+// preparation is the server's own node preparing its runtime in the
+// background.
+type preparation struct {
+	cancel   context.CancelFunc
+	done     chan struct{}
+	prepared *agent.Prepared
+	err      error
+}
+
+// startPrepare prepares the server's own node on mgr in the background,
+// unless the server runs no node, joins another server (its node then
+// prepares after the join) or only resets etcd's membership.
+func startPrepare(ctx context.Context, mgr *component.Manager, opts *options.Server, dataDir string) *preparation {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &preparation{cancel: cancel, done: make(chan struct{})}
+	if opts.DisableAgent || opts.Server != "" || opts.ClusterReset {
+		close(p.done)
+		return p
+	}
+	go func() {
+		defer close(p.done)
+		p.prepared, p.err = agent.Prepare(ctx, mgr, agent.Runtime{
+			DataDir:       dataDir,
+			ClusterCIDR:   opts.ClusterCIDR,
+			ServiceCIDR:   opts.ServiceCIDR,
+			KubeProxyArgs: opts.Node.KubeProxyArgs,
+		})
+	}()
+	return p
+}
+
+// wait returns the prepared runtime (nil if nothing was prepared).
+func (p *preparation) wait() (*agent.Prepared, error) {
+	<-p.done
+	return p.prepared, p.err
 }
 
 // controllersBuilt waits until the controller-manager has built its
