@@ -20,6 +20,8 @@ import (
 	_ "github.com/flannel-io/flannel/pkg/backend/hostgw" // registers "host-gw"
 	_ "github.com/flannel-io/flannel/pkg/backend/vxlan"  // registers "vxlan"
 	"github.com/flannel-io/flannel/pkg/ip"
+	"github.com/flannel-io/flannel/pkg/lease"
+	"github.com/flannel-io/flannel/pkg/subnet"
 	"github.com/flannel-io/flannel/pkg/subnet/kube"
 	"github.com/flannel-io/flannel/pkg/trafficmngr"
 	"github.com/flannel-io/flannel/pkg/trafficmngr/iptables"
@@ -118,10 +120,11 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 	// The subnet manager first: it needs no podCIDR, and it checks whether
 	// its node informer has synced only once a second (~1 s however fast the
 	// sync), which thus overlaps the kubelet's registration.
-	sm, err := kube.NewSubnetManager(ctx, "", c.Kubeconfig, annotationPrefix, confPath, false)
+	ksm, err := kube.NewSubnetManager(ctx, "", c.Kubeconfig, annotationPrefix, confPath, false)
 	if err != nil {
 		return fmt.Errorf("flannel: subnet manager: %w", err)
 	}
+	sm := informerLagTolerant{ksm}
 	if err := waitForPodCIDR(ctx, c.Kubeconfig, c.NodeName); err != nil {
 		return fmt.Errorf("flannel: wait for the node's podCIDR: %w", err)
 	}
@@ -161,6 +164,27 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 	bn.Run(ctx)
 	wg.Wait()
 	return nil
+}
+
+// informerLagTolerant retries AcquireLease while the subnet manager's node
+// informer has not yet seen the podCIDR that waitForPodCIDR read from the
+// API: a watch event behind (milliseconds), and flannel would fail for good.
+type informerLagTolerant struct{ subnet.Manager }
+
+func (m informerLagTolerant) AcquireLease(ctx context.Context, attrs *lease.LeaseAttrs) (*lease.Lease, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, err := m.Manager.AcquireLease(ctx, attrs)
+		// kube's subnet manager has no error value for it, only this text.
+		if err == nil || !strings.Contains(err.Error(), "pod cidr not assigned") || time.Now().After(deadline) {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func waitForPodCIDR(ctx context.Context, kubeconfig, node string) error {
