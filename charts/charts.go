@@ -148,6 +148,10 @@ func WriteStatic(dir string) error {
 	return nil
 }
 
+// NodeRBAC are the files a node needs to join and run flannel: the
+// server applies them before its own node starts.
+var NodeRBAC = []string{"join-rbac.yaml", "flannel-rbac.yaml"}
+
 // Packaged reports whether name is one of the embedded files.
 func Packaged(name string) bool {
 	ms, _ := All()

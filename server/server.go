@@ -248,7 +248,6 @@ func Run(ctx context.Context, opts *options.Server) error {
 			StopTimeout: 20 * time.Second,
 		},
 		&component.Runner{ComponentName: "kube-controller-manager", Run: cmRun, ReadyFunc: cmReady, StopTimeout: 20 * time.Second},
-		&component.Runner{ComponentName: "kube-scheduler", Run: schedRun, ReadyFunc: schedReady, StopTimeout: 20 * time.Second},
 	}
 	if err := mgr.Start(ctx, components...); err != nil {
 		if ctx.Err() != nil {
@@ -257,27 +256,43 @@ func Run(ctx context.Context, opts *options.Server) error {
 		}
 		return err
 	}
-
-	if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
+	// The server's own admin kubeconfig now, the user's once the scheduler
+	// is ready too.
+	if err := writeAdminKubeconfig(cp, "", mode); err != nil {
 		return err
 	}
-	if err := startDeploy(ctx, mgr, opts, cp, serverDir, shared, identity); err != nil {
+	deployer, err := newDeploy(opts, cp, serverDir)
+	if err != nil {
 		return err
 	}
-	log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
-	if !opts.DisableAgent {
-		prepared, err := prep.wait()
-		if err != nil {
-			if ctx.Err() != nil {
-				log.Info("shutdown requested during start")
-				return nil
+	// What the server's own node joins with first; then the node starts
+	// while the scheduler and the packaged components do (it needs neither).
+	if err := deployer.SyncOnly(ctx, charts.NodeRBAC...); err != nil {
+		return fmt.Errorf("manifests: %w", err)
+	}
+	restCtx, cancelRest := context.WithCancel(ctx)
+	defer cancelRest()
+	rest := make(chan error, 1)
+	go func() {
+		ctx := restCtx
+		rest <- func() error {
+			if err := mgr.Start(ctx, &component.Runner{ComponentName: "kube-scheduler", Run: schedRun, ReadyFunc: schedReady, StopTimeout: 20 * time.Second}); err != nil {
+				return err
 			}
-			return fmt.Errorf("node: %w", err)
-		}
-		// The server's node joins through the same API as any agent, over
-		// loopback, pinning the CA with the server token's hash.
-		name, err := agent.StartNode(ctx, nodeMgr, agent.Setup{
-			Prepared:  prepared,
+			if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
+				return err
+			}
+			if err := startDeploy(ctx, mgr, opts, cp, serverDir, shared, identity, deployer); err != nil {
+				return err
+			}
+			log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
+			return nil
+		}()
+	}()
+	var nodeErr error
+	if !opts.DisableAgent {
+		var name string
+		if name, nodeErr = startOwnNode(ctx, nodeMgr, prep, agent.Setup{
 			DataDir:   dataDir,
 			Options:   opts.Node,
 			Server:    cp.loopbackURL(),
@@ -289,18 +304,25 @@ func Run(ctx context.Context, opts *options.Server) error {
 				}
 				return controllersBuilt(ctx, argPort(cmArgs, controllerManagerPort))
 			},
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				log.Info("shutdown requested during start")
-				return nil
+		}); nodeErr == nil {
+			log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
+			if useEtcd {
+				go markServerNode(ctx, join.Client, name, member)
 			}
-			return fmt.Errorf("node: %w", err)
+		} else {
+			cancelRest()
 		}
-		log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
-		if useEtcd {
-			go markServerNode(ctx, join.Client, name, member)
-		}
+	}
+	restErr := <-rest
+	if ctx.Err() != nil {
+		log.Info("shutdown requested during start")
+		return nil
+	}
+	if nodeErr != nil {
+		return fmt.Errorf("node: %w", nodeErr)
+	}
+	if restErr != nil {
+		return restErr
 	}
 	if useEtcd {
 		if err := startEtcdControllers(ctx, mgr, opts, join.Client, dsClient); err != nil {
@@ -312,6 +334,18 @@ func Run(ctx context.Context, opts *options.Server) error {
 	// runtime would give it back to the OS only over minutes.
 	debug.FreeOSMemory()
 	return component.Wait(ctx, mgr, nodeMgr)
+}
+
+// startOwnNode starts the server's own node on mgr, with the runtime prep
+// prepared. It joins through the same API as any agent, over loopback,
+// pinning the CA with the server token's hash.
+func startOwnNode(ctx context.Context, mgr *component.Manager, prep *preparation, s agent.Setup) (string, error) {
+	prepared, err := prep.wait()
+	if err != nil {
+		return "", err
+	}
+	s.Prepared = prepared
+	return agent.StartNode(ctx, mgr, s)
 }
 
 // preparation is the server's own node preparing its runtime in the
@@ -453,11 +487,13 @@ func newSupervisor(cp controlPlane, opts *options.Server, serverToken, agentToke
 // applies the folder once (the server's own files must apply: the node
 // joins through the RBAC they hold), then keeps applying it in the
 // background, and starts the in-process packaged components.
-func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, cp controlPlane, serverDir string, shared bool, identity string) error {
+// newDeploy writes the packaged manifests and static charts and returns
+// the manifests folder's controller.
+func newDeploy(opts *options.Server, cp controlPlane, serverDir string) (*deploy.Controller, error) {
 	dir := filepath.Join(serverDir, "manifests")
 	caPEM, err := os.ReadFile(cp.p.tls.ServerCA.Cert)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	vars := map[string]string{
 		"CLUSTER_DNS":    opts.ClusterDNS,
@@ -467,17 +503,24 @@ func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Serv
 		"SERVER_CA":      base64.StdEncoding.EncodeToString(caPEM),
 	}
 	if err := charts.Write(dir, opts.Disable, vars); err != nil {
-		return fmt.Errorf("manifests: %w", err)
+		return nil, fmt.Errorf("manifests: %w", err)
 	}
-	staticCharts := filepath.Join(serverDir, "static", "charts")
-	if err := charts.WriteStatic(staticCharts); err != nil {
-		return fmt.Errorf("static charts: %w", err)
+	if err := charts.WriteStatic(staticChartsDir(serverDir)); err != nil {
+		return nil, fmt.Errorf("static charts: %w", err)
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", cp.p.adminKubeconfig)
 	if err != nil {
-		return fmt.Errorf("manifests: %w", err)
+		return nil, fmt.Errorf("manifests: %w", err)
 	}
-	ctrl := &deploy.Controller{Dir: dir, Config: cfg, Required: charts.Packaged}
+	return &deploy.Controller{Dir: dir, Config: cfg, Required: charts.Packaged}, nil
+}
+
+func staticChartsDir(serverDir string) string { return filepath.Join(serverDir, "static", "charts") }
+
+// startDeploy applies the manifests folder and starts its controller and
+// the packaged components on mgr.
+func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, cp controlPlane, serverDir string, shared bool, identity string, ctrl *deploy.Controller) error {
+	cfg, staticCharts := ctrl.Config, staticChartsDir(serverDir)
 	if err := ctrl.Sync(ctx); err != nil {
 		return fmt.Errorf("manifests: %w", err)
 	}

@@ -83,7 +83,21 @@ func (c *Controller) init() error {
 // Sync applies what changed since the last sync and removes the objects of
 // files that are gone. It returns the errors of the required files it could
 // not apply, joined; every other file is applied regardless.
-func (c *Controller) Sync(ctx context.Context) error {
+func (c *Controller) Sync(ctx context.Context) error { return c.sync(ctx, nil) }
+
+// SyncOnly applies the named files (when they changed) and nothing else:
+// what others wait for, such as the RBAC the server's own node joins with,
+// goes in before the rest.
+func (c *Controller) SyncOnly(ctx context.Context, names ...string) error {
+	if names == nil {
+		names = []string{}
+	}
+	return c.sync(ctx, names)
+}
+
+// sync applies every file, and removes what files that are gone made; or,
+// with only non-nil, applies just those files.
+func (c *Controller) sync(ctx context.Context, only []string) error {
 	if err := c.init(); err != nil {
 		return err
 	}
@@ -94,6 +108,9 @@ func (c *Controller) Sync(ctx context.Context) error {
 	files, err := manifestFiles(c.Dir)
 	if err != nil {
 		return err
+	}
+	if only != nil {
+		files = slices.DeleteFunc(files, func(name string) bool { return !slices.Contains(only, name) })
 	}
 	var errs []error
 	changed := false
@@ -126,7 +143,7 @@ func (c *Controller) Sync(ctx context.Context) error {
 		log.Infof("applied %s (%d objects)", name, len(objs))
 	}
 	for name, prev := range state {
-		if slices.Contains(files, name) {
+		if only != nil || slices.Contains(files, name) {
 			continue
 		}
 		if err := c.applySet(ctx, name, nil, prev.GVKs); err != nil {
