@@ -277,6 +277,33 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		return err
 	}
 	kubeletArgs := kc.Args()
+	var network *flannel.Network
+	if n.FlannelBackend != "none" {
+		network = flannel.Start(ctx, flannel.Config{
+			Kubeconfig:  p.FlannelKubecfg,
+			NodeName:    n.Name,
+			NodeIP:      n.IP,
+			ClusterCIDR: n.ClusterCIDR,
+			Backend:     n.FlannelBackend,
+			NFTables:    ProxyMode(n.KubeProxyArgs) == "nftables",
+			Dir:         p.FlannelDir,
+			CNIConfDir:  p.CNIConfDir,
+			CNIDataDir:  p.CNIDataDir,
+		})
+	}
+	if err := startDaemons(ctx, mgr, n, p, host, kubeletArgs, network, waitImages); err != nil {
+		if network != nil {
+			network.Close()
+		}
+		return err
+	}
+	go annotateNode(ctx, p.KubeletKubecfg, n.Name, map[string]string{StorageAnnotation: filepath.Join(n.DataDir, "storage")})
+	return nil
+}
+
+// startDaemons starts the kubelet, flannel (network, unless nil) and
+// kube-proxy on mgr.
+func startDaemons(ctx context.Context, mgr *component.Manager, n Node, p Paths, host kubelet.Host, kubeletArgs []string, network *flannel.Network, waitImages func(context.Context) error) error {
 	if n.BeforeKubelet != nil {
 		if err := n.BeforeKubelet(ctx); err != nil {
 			return err
@@ -289,22 +316,11 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		StopTimeout:   5 * time.Second,
 	}}
 
-	if n.FlannelBackend != "none" {
-		fc := flannel.Config{
-			Kubeconfig:  p.FlannelKubecfg,
-			NodeName:    n.Name,
-			NodeIP:      n.IP,
-			ClusterCIDR: n.ClusterCIDR,
-			Backend:     n.FlannelBackend,
-			NFTables:    ProxyMode(n.KubeProxyArgs) == "nftables",
-			Dir:         p.FlannelDir,
-			CNIConfDir:  p.CNIConfDir,
-			CNIDataDir:  p.CNIDataDir,
-		}
+	if network != nil {
 		ready := make(chan struct{})
 		daemons = append(daemons, &component.Runner{
 			ComponentName: "flannel",
-			Run:           func(ctx context.Context) error { return flannel.Run(ctx, fc, ready) },
+			Run:           func(ctx context.Context) error { return network.Run(ctx, ready) },
 			ReadyFunc: func(ctx context.Context) error {
 				select {
 				case <-ready:
@@ -316,7 +332,7 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 				}
 				// Only now may containerd report the network ready: the
 				// plugin needs the subnet file flannel just wrote.
-				return fc.WriteCNIConfig()
+				return network.WriteCNIConfig()
 			},
 			StopTimeout: 5 * time.Second,
 		})
@@ -346,11 +362,7 @@ func Start(ctx context.Context, mgr *component.Manager, n Node) error {
 		ReadyFunc:     component.HTTPReady(localHealth, fmt.Sprintf("http://127.0.0.1:%d/healthz", kubeProxyHealthzPort)),
 		StopTimeout:   5 * time.Second,
 	})
-	if err := mgr.Start(ctx, daemons...); err != nil {
-		return err
-	}
-	go annotateNode(ctx, p.KubeletKubecfg, n.Name, map[string]string{StorageAnnotation: filepath.Join(n.DataDir, "storage")})
-	return nil
+	return mgr.Start(ctx, daemons...)
 }
 
 // installBinaries unpacks the bundled binaries once per content hash and

@@ -86,9 +86,38 @@ func (c Config) WriteCNIConfig() error {
 	return os.WriteFile(filepath.Join(c.CNIConfDir, "10-flannel.conflist"), b, 0o644)
 }
 
-// Run sets up the network and then follows the other nodes' leases until
-// ctx ends. ready is closed once this node's subnet file is written.
-func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
+// Network is one node's flannel. Start begins its subnet manager, which
+// needs only the node's credentials; Run, once the kubelet runs, sets up the
+// node's subnet and then follows the other nodes' leases.
+type Network struct {
+	c      Config
+	cancel context.CancelFunc
+	done   chan struct{} // closed once sm or err is set
+	sm     subnet.Manager
+	err    error
+}
+
+// Start starts the subnet manager in the background. Its node informer is
+// checked for sync only once a second (~1 s however fast the sync), so it
+// starts before the kubelet: that second overlaps the kubelet's start and
+// registration.
+func Start(ctx context.Context, c Config) *Network {
+	ctx, cancel := context.WithCancel(ctx)
+	n := &Network{c: c, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		n.sm, n.err = startSubnetManager(ctx, c)
+	}()
+	return n
+}
+
+// WriteCNIConfig writes the network's conflist (Config.WriteCNIConfig).
+func (n *Network) WriteCNIConfig() error { return n.c.WriteCNIConfig() }
+
+// Close stops the subnet manager of a Network that will not run.
+func (n *Network) Close() { n.cancel() }
+
+func startSubnetManager(ctx context.Context, c Config) (subnet.Manager, error) {
 	netConf, err := json.Marshal(map[string]any{
 		"Network":    c.ClusterCIDR,
 		"EnableIPv4": true,
@@ -97,19 +126,32 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 		"EnableNFTables": c.NFTables,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	confPath := filepath.Join(c.Dir, "net-conf.json")
 	if err := os.WriteFile(confPath, netConf, 0o644); err != nil {
-		return err
+		return nil, err
 	}
 	// The kube subnet manager learns the node name from the environment only.
 	if err := os.Setenv("NODE_NAME", c.NodeName); err != nil {
-		return err
+		return nil, err
 	}
+	ksm, err := kube.NewSubnetManager(ctx, "", c.Kubeconfig, annotationPrefix, confPath, false)
+	if err != nil {
+		return nil, fmt.Errorf("flannel: subnet manager: %w", err)
+	}
+	return informerLagTolerant{ksm}, nil
+}
+
+// Run sets up the network and then follows the other nodes' leases until
+// ctx ends. ready is closed once this node's subnet file is written. The
+// subnet manager stops when Run returns.
+func (n *Network) Run(ctx context.Context, ready chan<- struct{}) error {
+	defer n.cancel()
+	c := n.c
 	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
 		return fmt.Errorf("flannel: the kernel lacks br_netfilter (no /proc/sys/net/bridge): %w", err)
 	}
@@ -117,14 +159,15 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 	if err != nil {
 		return fmt.Errorf("flannel: %w", err)
 	}
-	// The subnet manager first: it needs no podCIDR, and it checks whether
-	// its node informer has synced only once a second (~1 s however fast the
-	// sync), which thus overlaps the kubelet's registration.
-	ksm, err := kube.NewSubnetManager(ctx, "", c.Kubeconfig, annotationPrefix, confPath, false)
-	if err != nil {
-		return fmt.Errorf("flannel: subnet manager: %w", err)
+	select {
+	case <-n.done:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	sm := informerLagTolerant{ksm}
+	if n.err != nil {
+		return n.err
+	}
+	sm := n.sm
 	if err := waitForPodCIDR(ctx, c.Kubeconfig, c.NodeName); err != nil {
 		return fmt.Errorf("flannel: wait for the node's podCIDR: %w", err)
 	}
