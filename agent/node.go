@@ -173,9 +173,10 @@ func Prepare(ctx context.Context, mgr *component.Manager, r Runtime) (*Prepared,
 	}
 	// The pause image and the air-gap folder before the kubelet: every pod
 	// needs the first, static pods may need the second. The other bundled
-	// images (CoreDNS's is 53 MB, 2 s to make) are made while the kubelet
-	// registers and flannel waits for the node's subnet; the pod network is
-	// reported only after them, so a Ready node has every system image.
+	// images (CoreDNS's is 53 MB, 2 s to make) are made in the background —
+	// on the server, while its control plane starts; on an agent, while the
+	// kubelet registers. The pod network is reported only after them, so a
+	// Ready node has every system image.
 	// One containerd connection for all of it; the background work closes it.
 	im, err := containerd.NewImporter(p.ContainerdSocket)
 	if err != nil {

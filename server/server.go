@@ -483,12 +483,8 @@ func newSupervisor(cp controlPlane, opts *options.Server, serverToken, agentToke
 	}, nil
 }
 
-// startDeploy writes the packaged manifests into the manifests folder,
-// applies the folder once (the server's own files must apply: the node
-// joins through the RBAC they hold), then keeps applying it in the
-// background, and starts the in-process packaged components.
-// newDeploy writes the packaged manifests and static charts and returns
-// the manifests folder's controller.
+// newDeploy writes the packaged manifests into the manifests folder and the
+// static charts, and returns the folder's controller.
 func newDeploy(opts *options.Server, cp controlPlane, serverDir string) (*deploy.Controller, error) {
 	dir := filepath.Join(serverDir, "manifests")
 	caPEM, err := os.ReadFile(cp.p.tls.ServerCA.Cert)
@@ -517,8 +513,9 @@ func newDeploy(opts *options.Server, cp controlPlane, serverDir string) (*deploy
 
 func staticChartsDir(serverDir string) string { return filepath.Join(serverDir, "static", "charts") }
 
-// startDeploy applies the manifests folder and starts its controller and
-// the packaged components on mgr.
+// startDeploy applies the manifests folder once (the server's own files
+// must apply), then starts its controller, which keeps applying it in the
+// background, and the in-process packaged components on mgr.
 func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, cp controlPlane, serverDir string, shared bool, identity string, ctrl *deploy.Controller) error {
 	cfg, staticCharts := ctrl.Config, staticChartsDir(serverDir)
 	if err := ctrl.Sync(ctx); err != nil {
