@@ -270,25 +270,23 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err := deployer.SyncOnly(ctx, charts.NodeRBAC...); err != nil {
 		return fmt.Errorf("manifests: %w", err)
 	}
+	startRest := func(ctx context.Context) error {
+		if err := mgr.Start(ctx, &component.Runner{ComponentName: "kube-scheduler", Run: schedRun, ReadyFunc: schedReady, StopTimeout: 20 * time.Second}); err != nil {
+			return err
+		}
+		if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
+			return err
+		}
+		if err := startDeploy(ctx, mgr, opts, cp, serverDir, shared, identity, deployer); err != nil {
+			return err
+		}
+		log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
+		return nil
+	}
 	restCtx, cancelRest := context.WithCancel(ctx)
 	defer cancelRest()
 	rest := make(chan error, 1)
-	go func() {
-		ctx := restCtx
-		rest <- func() error {
-			if err := mgr.Start(ctx, &component.Runner{ComponentName: "kube-scheduler", Run: schedRun, ReadyFunc: schedReady, StopTimeout: 20 * time.Second}); err != nil {
-				return err
-			}
-			if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
-				return err
-			}
-			if err := startDeploy(ctx, mgr, opts, cp, serverDir, shared, identity, deployer); err != nil {
-				return err
-			}
-			log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
-			return nil
-		}()
-	}()
+	go func() { rest <- startRest(restCtx) }()
 	var nodeErr error
 	if !opts.DisableAgent {
 		var name string
