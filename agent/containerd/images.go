@@ -1,7 +1,6 @@
 package containerd
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,21 +56,29 @@ const sourceLabel = "cluster.io/source"
 
 // ImportBuilt makes sure image name, made from source (for example the
 // hash of the binary in it), is present: when containerd has it with that
-// source already, nothing is done (made is false); otherwise build makes
-// the archive, which is imported.
-func (im *Importer) ImportBuilt(ctx context.Context, name, source string, build func() ([]byte, error)) (made bool, err error) {
+// source already, nothing is done (made is false); otherwise build writes
+// the archive, which is imported as it is written (never held whole).
+func (im *Importer) ImportBuilt(ctx context.Context, name, source string, build func(io.Writer) error) (made bool, err error) {
 	if img, err := im.client.ImageService().Get(ctx, name); err == nil && img.Labels[sourceLabel] == source {
 		return false, nil
-	}
-	archive, err := build()
-	if err != nil {
-		return false, err
 	}
 	labels := map[string]string{sourceLabel: source}
 	for k, v := range importLabels {
 		labels[k] = v
 	}
-	if _, err := im.importWithLabels(ctx, bytes.NewReader(archive), labels); err != nil {
+	pr, pw := io.Pipe()
+	built := make(chan error, 1)
+	go func() {
+		err := build(pw)
+		pw.CloseWithError(err)
+		built <- err
+	}()
+	_, err = im.importWithLabels(ctx, pr, labels)
+	pr.Close() // an import that stopped early ends the build too
+	if buildErr := <-built; buildErr != nil {
+		return false, buildErr
+	}
+	if err != nil {
 		return false, err
 	}
 	return true, nil
