@@ -200,6 +200,8 @@ func (c controlPlane) controllerManagerArgs(extra []string) []string {
 		"service-account-private-key-file": t.ServiceAccountKey,
 		"service-cluster-ip-range":         c.serviceCIDR,
 		"terminated-pod-gc-threshold":      "1000",
+		"tls-cert-file":                    t.ControllerMgrServing.Cert,
+		"tls-private-key-file":             t.ControllerMgrServing.Key,
 		"use-service-account-credentials":  "true",
 	}
 	signer("kube-apiserver-client", t.ClientCA, m)
@@ -218,6 +220,8 @@ func (c controlPlane) schedulerArgs(extra []string) []string {
 		"leader-elect":              "false",
 		"profiling":                 "false",
 		"secure-port":               strconv.Itoa(schedulerPort),
+		"tls-cert-file":             c.p.tls.SchedulerServing.Cert,
+		"tls-private-key-file":      c.p.tls.SchedulerServing.Key,
 	}, extra)
 }
 

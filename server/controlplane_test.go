@@ -6,6 +6,7 @@ import (
 
 	"github.com/cluster-io/cluster/datastore"
 	"github.com/cluster-io/cluster/internal/argv"
+	"github.com/cluster-io/cluster/server/pki"
 )
 
 // The footprint defaults of a sole server (README "Defaults that differ
@@ -60,6 +61,25 @@ func TestAPIServerFootprintDefaults(t *testing.T) {
 
 // The controller-manager's client limits are raised (README "Defaults that
 // differ from upstream"), and --kube-controller-manager-arg takes them back.
+// Both serve on loopback with certificates from our PKI: without them each
+// makes a self-signed RSA key at every start.
+func TestControllerManagerAndSchedulerServeOurCertificates(t *testing.T) {
+	cp := controlPlane{advertiseAddress: net.ParseIP("192.0.2.1"), p: newPaths(t.TempDir())}
+	for name, tt := range map[string]struct {
+		args []string
+		pair pki.Pair
+	}{
+		"controller-manager": {cp.controllerManagerArgs(nil), cp.p.tls.ControllerMgrServing},
+		"scheduler":          {cp.schedulerArgs(nil), cp.p.tls.SchedulerServing},
+	} {
+		cert, _ := argv.Value(tt.args, "tls-cert-file")
+		key, _ := argv.Value(tt.args, "tls-private-key-file")
+		if cert == "" || cert != tt.pair.Cert || key != tt.pair.Key {
+			t.Errorf("%s: --tls-cert-file=%q --tls-private-key-file=%q, want %s", name, cert, key, tt.pair)
+		}
+	}
+}
+
 func TestControllerManagerClientLimits(t *testing.T) {
 	cp := controlPlane{advertiseAddress: net.ParseIP("192.0.2.1"), p: newPaths(t.TempDir())}
 	tests := []struct {

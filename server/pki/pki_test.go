@@ -36,7 +36,7 @@ func TestEnsureCreatesEverythingWithModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pairs := []Pair{f.ServerCA, f.ClientCA, f.RequestHeaderCA, f.APIServerServing, f.Admin, f.Scheduler, f.ControllerMgr, f.APIServerKubelet, f.AuthProxy}
+	pairs := []Pair{f.ServerCA, f.ClientCA, f.RequestHeaderCA, f.APIServerServing, f.Admin, f.Scheduler, f.ControllerMgr, f.APIServerKubelet, f.AuthProxy, f.MetricsServing, f.ControllerMgrServing, f.SchedulerServing}
 	for _, p := range pairs {
 		for path, want := range map[string]os.FileMode{p.Key: 0o600, p.Cert: 0o644} {
 			st, err := os.Stat(path)
@@ -70,6 +70,17 @@ func TestEnsureCreatesEverythingWithModes(t *testing.T) {
 	}
 	if !slices.Contains(admin.ExtKeyUsage, x509.ExtKeyUsageClientAuth) || !slices.Contains(serving.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
 		t.Error("wrong extended key usages")
+	}
+	// The controller-manager and the scheduler serve on loopback with
+	// certificates a client trusting the server CA accepts.
+	roots := x509.NewCertPool()
+	roots.AddCert(serverCA)
+	for _, p := range []Pair{f.ControllerMgrServing, f.SchedulerServing} {
+		for _, name := range []string{"127.0.0.1", "localhost"} {
+			if _, err := readCert(t, p.Cert).Verify(x509.VerifyOptions{DNSName: name, Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+				t.Errorf("%s for %s: %v", filepath.Base(p.Cert), name, err)
+			}
+		}
 	}
 }
 
