@@ -75,8 +75,9 @@ func (im *Importer) ImportBuilt(ctx context.Context, name, source string, build 
 	}()
 	_, err = im.importWithLabels(ctx, pr, labels)
 	pr.Close() // an import that stopped early ends the build too
-	if buildErr := <-built; buildErr != nil {
-		return false, buildErr
+	// The build's own error, unless it only saw the import stop.
+	if buildErr := <-built; buildErr != nil && !errors.Is(buildErr, io.ErrClosedPipe) {
+		return false, fmt.Errorf("write the archive: %w", buildErr)
 	}
 	if err != nil {
 		return false, err
