@@ -10,7 +10,8 @@ import (
 
 // After buildCRDDefinitionsNow, CRD OpenAPI builds no longer iterate the
 // global scheme, so registering types there meanwhile (as local-storage's
-// provisioner library does) cannot crash the process.
+// provisioner library does) cannot crash the process. Without the first
+// call, this test dies with "concurrent map iteration and map write".
 func TestCRDOpenAPIBuiltAheadOfSchemeWrites(t *testing.T) {
 	if err := buildCRDDefinitionsNow(); err != nil {
 		t.Fatalf("build a CRD's OpenAPI: %v", err)
@@ -19,7 +20,7 @@ func TestCRDOpenAPIBuiltAheadOfSchemeWrites(t *testing.T) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		for range 200 {
+		for range 20000 {
 			_ = corev1.AddToScheme(scheme.Scheme)
 		}
 	}()
