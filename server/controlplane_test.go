@@ -59,9 +59,8 @@ func TestAPIServerFootprintDefaults(t *testing.T) {
 	}
 }
 
-// The controller-manager's client limits are raised (README "Defaults that
-// differ from upstream"), and --kube-controller-manager-arg takes them back.
-// Both serve on loopback with certificates from our PKI: without them each
+// The controller-manager and the scheduler serve on loopback with
+// certificates from our PKI: without them each
 // makes a self-signed RSA key at every start.
 func TestControllerManagerAndSchedulerServeOurCertificates(t *testing.T) {
 	cp := controlPlane{advertiseAddress: net.ParseIP("192.0.2.1"), p: newPaths(t.TempDir())}
@@ -80,6 +79,8 @@ func TestControllerManagerAndSchedulerServeOurCertificates(t *testing.T) {
 	}
 }
 
+// The controller-manager's client limits are raised (README "Defaults that
+// differ from upstream"), and --kube-controller-manager-arg takes them back.
 func TestControllerManagerClientLimits(t *testing.T) {
 	cp := controlPlane{advertiseAddress: net.ParseIP("192.0.2.1"), p: newPaths(t.TempDir())}
 	tests := []struct {
