@@ -60,8 +60,8 @@ func TestAPIServerFootprintDefaults(t *testing.T) {
 }
 
 // The controller-manager and the scheduler serve on loopback with
-// certificates from our PKI: without them each
-// makes a self-signed RSA key at every start.
+// certificates from our PKI: without them each makes a self-signed RSA key
+// at every start.
 func TestControllerManagerAndSchedulerServeOurCertificates(t *testing.T) {
 	cp := controlPlane{advertiseAddress: net.ParseIP("192.0.2.1"), p: newPaths(t.TempDir())}
 	for name, tt := range map[string]struct {
