@@ -161,6 +161,7 @@ func Prepare(ctx context.Context, mgr *component.Manager, r Runtime) (*Prepared,
 		SandboxImage:        PauseImage,
 		RestrictOOMScoreAdj: !host.CanLowerOOMAdj,
 		SystemdCgroup:       host.SystemdIsInit,
+		DropInDir:           filepath.Join(filepath.Dir(p.ContainerdConfig), "config.d"),
 	}
 	if err := ctrd.Write(p.ContainerdConfig); err != nil {
 		return nil, err
