@@ -12,10 +12,12 @@ import (
 	"strings"
 	"syscall"
 
+	containerdlog "github.com/containerd/log"
 	"github.com/spf13/cobra"
 
 	"github.com/cluster-io/cluster/agent"
 	"github.com/cluster-io/cluster/embedded"
+	"github.com/cluster-io/cluster/internal/memtrim"
 	"github.com/cluster-io/cluster/internal/preflight"
 	"github.com/cluster-io/cluster/logging"
 	"github.com/cluster-io/cluster/server"
@@ -117,6 +119,10 @@ func execCrictl(args []string) {
 }
 
 func runContainerd(args []string) {
+	// The node checked the setting before it started this child.
+	if after, err := memtrim.AfterFromEnv(); err == nil {
+		go memtrim.After(context.Background(), after, containerdlog.L.Infof)
+	}
 	if err := embedded.RunContainerd(args); err != nil {
 		fmt.Fprintf(os.Stderr, "containerd: %s\n", err)
 		os.Exit(1)

@@ -22,6 +22,7 @@ import (
 	"github.com/cluster-io/cluster/agent/options"
 	"github.com/cluster-io/cluster/component"
 	"github.com/cluster-io/cluster/internal/datadir"
+	"github.com/cluster-io/cluster/internal/memtrim"
 	"github.com/cluster-io/cluster/internal/preflight"
 	"github.com/cluster-io/cluster/internal/token"
 	"github.com/cluster-io/cluster/version"
@@ -157,6 +158,10 @@ func Run(ctx context.Context, o *options.Agent) error {
 	if err != nil {
 		return err
 	}
+	trimAfter, err := memtrim.AfterFromEnv()
+	if err != nil {
+		return err
+	}
 	checks := preflight.Options{
 		DataDir:  o.DataDir,
 		Node:     true,
@@ -200,6 +205,7 @@ func Run(ctx context.Context, o *options.Agent) error {
 	}
 	log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
 	debug.FreeOSMemory() // the start's peak, given back now rather than over minutes
+	go memtrim.After(ctx, trimAfter, log.Infof)
 	return mgr.Wait(ctx)
 }
 

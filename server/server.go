@@ -37,6 +37,7 @@ import (
 	"github.com/cluster-io/cluster/internal/fileutil"
 	"github.com/cluster-io/cluster/internal/joinapi"
 	"github.com/cluster-io/cluster/internal/kubeconfig"
+	"github.com/cluster-io/cluster/internal/memtrim"
 	"github.com/cluster-io/cluster/internal/preflight"
 	"github.com/cluster-io/cluster/internal/token"
 	"github.com/cluster-io/cluster/logging"
@@ -67,6 +68,10 @@ func Run(ctx context.Context, opts *options.Server) error {
 		return err
 	}
 	mode, err := opts.KubeconfigMode()
+	if err != nil {
+		return err
+	}
+	trimAfter, err := memtrim.AfterFromEnv()
 	if err != nil {
 		return err
 	}
@@ -331,6 +336,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 	// Starting peaks at about twice the heap an idle server keeps; the Go
 	// runtime would give it back to the OS only over minutes.
 	debug.FreeOSMemory()
+	go memtrim.After(ctx, trimAfter, log.Infof)
 	return component.Wait(ctx, mgr, nodeMgr)
 }
 

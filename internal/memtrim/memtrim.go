@@ -1,0 +1,197 @@
+// Package memtrim gives back the pages of the cluster binary that a process
+// touched only while it started.
+//
+// Every process of a node runs the one ~210 MB binary: the server or agent,
+// and its containerd child, which re-executes it. Starting touches much of
+// it (the init functions of ~1,500 packages in each process, building the
+// control plane, making images), and those pages stay mapped, counted in the
+// process's RSS and PSS, for its whole life, although an idle process runs a
+// fraction of that code. Once the start is over, Release unmaps the binary's
+// read-only segments: what the process still runs faults back in from the
+// page cache at the next use (a minor fault), and the rest stays there as
+// cache the kernel may reclaim, like any file data no process maps.
+package memtrim
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// EnvAfter names the environment variable that sets how long after its
+// start a process releases the start's pages; "0" never.
+const EnvAfter = "CLUSTER_TRIM_AFTER"
+
+// DefaultAfter leaves the start, and the first pods' start, time to finish.
+const DefaultAfter = 60 * time.Second
+
+// AfterFromEnv is the delay EnvAfter asks for, DefaultAfter if unset.
+func AfterFromEnv() (time.Duration, error) {
+	v, ok := os.LookupEnv(EnvAfter)
+	if !ok || v == "" {
+		return DefaultAfter, nil
+	}
+	d, err := time.ParseDuration(v)
+	if v == "0" {
+		d, err = 0, nil
+	}
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s=%q: want a duration such as 60s, or 0 to keep the start's pages mapped", EnvAfter, v)
+	}
+	return d, nil
+}
+
+// After calls Release once, d from now, unless ctx ends first; d 0 never.
+// logf reports what was released, or why nothing was.
+func After(ctx context.Context, d time.Duration, logf func(format string, args ...any)) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	before := residentBytes()
+	n, err := Release()
+	if err != nil {
+		logf("releasing the start's pages of the binary: %v", err)
+		return
+	}
+	logf("released the start's pages of the binary (%d MB mapped read-only; resident %d → %d MB)", n>>20, before>>20, residentBytes()>>20)
+}
+
+// Release unmaps the pages of this process's read-only mappings of its own
+// executable (madvise MADV_DONTNEED) and returns their size. They are
+// private, never written mappings of the file, so nothing is lost: the
+// kernel maps the file's page again at the next access. Writable mappings
+// (the binary's data) are left alone.
+func Release() (int64, error) {
+	var exe unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &exe); err != nil {
+		return 0, fmt.Errorf("stat own executable: %w", err)
+	}
+	path, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return 0, fmt.Errorf("own executable: %w", err)
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return 0, err
+	}
+	regions, err := readOnlyRegionsOf(string(maps), file{path: path, dev: uint64(exe.Dev), ino: exe.Ino})
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, r := range regions {
+		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, r.start, r.end-r.start, unix.MADV_DONTNEED); errno != 0 {
+			return total, fmt.Errorf("madvise %#x-%#x: %w", r.start, r.end, errno)
+		}
+		total += int64(r.end - r.start)
+	}
+	if total == 0 {
+		return 0, fmt.Errorf("no read-only mapping of the executable (inode %d) in /proc/self/maps", exe.Ino)
+	}
+	return total, nil
+}
+
+type region struct{ start, end uintptr }
+
+// file names the executable as /proc/self/exe shows it.
+type file struct {
+	path     string // its link target (" (deleted)" appended once replaced)
+	dev, ino uint64
+}
+
+// is reports whether a maps line's device, inode and path name f. The path
+// decides when it matches: on overlayfs, maps shows the inode of the file
+// underneath, not the one stat reports.
+func (f file) is(device, inode, path string) bool {
+	if path == f.path {
+		return true
+	}
+	if i, err := strconv.ParseUint(inode, 10, 64); err != nil || i != f.ino {
+		return false
+	}
+	major, minor, ok := strings.Cut(device, ":")
+	if !ok {
+		return false
+	}
+	maj, err1 := strconv.ParseUint(major, 16, 32)
+	mnr, err2 := strconv.ParseUint(minor, 16, 32)
+	return err1 == nil && err2 == nil && unix.Mkdev(uint32(maj), uint32(mnr)) == f.dev
+}
+
+// readOnlyRegionsOf parses /proc/PID/maps text: the private mappings
+// without write permission of exe.
+func readOnlyRegionsOf(maps string, exe file) ([]region, error) {
+	var out []region
+	sc := bufio.NewScanner(strings.NewReader(maps))
+	for sc.Scan() {
+		// start-end perms offset major:minor inode [path, which may hold spaces]
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			continue // anonymous
+		}
+		perms := f[1]
+		if len(perms) != 4 || perms[1] == 'w' || perms[3] != 'p' {
+			continue
+		}
+		path := afterFields(line, 5)
+		if !exe.is(f[3], f[4], path) {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end <= start {
+			return nil, fmt.Errorf("maps line %q: bad address range", sc.Text())
+		}
+		out = append(out, region{uintptr(start), uintptr(end)})
+	}
+	return out, sc.Err()
+}
+
+// afterFields is what follows the first n space-separated fields of line,
+// trimmed.
+func afterFields(line string, n int) string {
+	rest := line
+	for range n {
+		rest = strings.TrimLeft(rest, " ")
+		i := strings.IndexByte(rest, ' ')
+		if i < 0 {
+			return ""
+		}
+		rest = rest[i:]
+	}
+	return strings.TrimSpace(rest)
+}
+
+// residentBytes is this process's VmRSS, 0 if unknown.
+func residentBytes() int64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
