@@ -193,6 +193,28 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 		})
 	})
 
+	// internal/memtrim: the server and its containerd child each unmap the
+	// binary's pages; the pods and the node go on (the subtests after this
+	// one run on them).
+	t.Run("the start's pages of the binary are released", func(t *testing.T) {
+		harness.WaitFor(t, time.Minute, "both processes' release", func() error {
+			if got := strings.Count(n.log.String(), "released the start's pages of the binary"); got < 2 {
+				return fmt.Errorf("%d of 2 release lines (server, containerd) in the log", got)
+			}
+			return nil
+		})
+		for _, line := range strings.Split(n.log.String(), "\n") {
+			if strings.Contains(line, "start's pages") && !strings.Contains(line, "released the start's pages of the binary (") {
+				t.Errorf("release failed: %s", line)
+			}
+		}
+		harness.WaitFor(t, time.Minute, "3 web replicas available", func() error { return deploymentAvailable(c, "web", 3) })
+		out, err := exec.Command("curl", "-sf", "-m", "3", url).Output()
+		if err != nil || !strings.HasPrefix(string(out), "hello from web-") {
+			t.Errorf("service after the release: %v %q", err, out)
+		}
+	})
+
 	t.Run("a restart keeps the pods running", func(t *testing.T) {
 		before := containerIDs(t, c)
 		n.stop()
@@ -248,7 +270,9 @@ func (n *node) start() {
 		// the test's own.
 		"--disable", "coredns",
 	)
-	n.cmd.Env = harness.CleanEnv()
+	// The start's pages are released soon, so that the subtests after it
+	// run on processes that had theirs unmapped.
+	n.cmd.Env = append(harness.CleanEnv(), "CLUSTER_TRIM_AFTER=5s")
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
