@@ -17,8 +17,8 @@ import (
 	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
-	"golang.org/x/sys/unix"
 
+	"github.com/cluster-io/cluster/internal/memtrim"
 	"github.com/cluster-io/cluster/logging"
 )
 
@@ -57,17 +57,9 @@ func Unpack(dataDir string) (string, error) {
 // release drops b's pages from this process's memory. b is read-only data
 // of the binary, mapped from its file and never written, so MADV_DONTNEED
 // loses nothing: the kernel would read it from the file again. Without it
-// the 24 MB stay resident for the process's life.
-func release(b []byte) {
-	page := os.Getpagesize()
-	base := unsafe.Pointer(unsafe.SliceData(b))
-	skip := (page - int(uintptr(base)%uintptr(page))) % page
-	n := (len(b) - skip) / page * page
-	if n <= 0 {
-		return
-	}
-	_ = unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(base, skip)), n), unix.MADV_DONTNEED)
-}
+// the 24 MB stay resident until the process releases all the start's pages
+// (internal/memtrim), or for its life if that is turned off.
+func release(b []byte) { memtrim.ReleaseBytes(b) }
 
 // extract unpacks archive into <dataDir>/data/<hash>/bin unless a previous
 // start already did, and returns that bin directory.

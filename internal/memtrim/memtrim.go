@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,11 +77,9 @@ func After(ctx context.Context, d time.Duration, logf func(format string, args .
 // kernel maps the file's page again at the next access. Writable mappings
 // (the binary's data) are left alone.
 func Release() (int64, error) {
-	var exe unix.Stat_t
-	if err := unix.Stat("/proc/self/exe", &exe); err != nil {
-		return 0, fmt.Errorf("stat own executable: %w", err)
-	}
-	path, err := os.Readlink("/proc/self/exe")
+	// The kernel renders this link and the paths in maps alike (" (deleted)"
+	// appended to both once the binary is replaced), also on overlayfs.
+	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, fmt.Errorf("own executable: %w", err)
 	}
@@ -88,53 +87,49 @@ func Release() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	regions, err := readOnlyRegionsOf(string(maps), file{path: path, dev: uint64(exe.Dev), ino: exe.Ino})
+	regions, err := readOnlyRegionsOf(string(maps), exe)
 	if err != nil {
 		return 0, err
 	}
 	var total int64
 	for _, r := range regions {
-		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, r.start, r.end-r.start, unix.MADV_DONTNEED); errno != 0 {
-			return total, fmt.Errorf("madvise %#x-%#x: %w", r.start, r.end, errno)
+		if err := dontNeed(r.start, r.end-r.start); err != nil {
+			return total, fmt.Errorf("madvise %#x-%#x: %w", r.start, r.end, err)
 		}
 		total += int64(r.end - r.start)
 	}
 	if total == 0 {
-		return 0, fmt.Errorf("no read-only mapping of the executable (inode %d) in /proc/self/maps", exe.Ino)
+		return 0, fmt.Errorf("no read-only mapping of %s in /proc/self/maps", exe)
 	}
 	return total, nil
 }
 
+// ReleaseBytes unmaps the whole pages inside b, read-only data of the binary
+// (an embedded string) that this process has done with; the pages at its
+// ends, shared with other data, stay.
+func ReleaseBytes(b []byte) {
+	page := uintptr(os.Getpagesize())
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	first := (start + page - 1) / page * page
+	end := (start + uintptr(len(b))) / page * page
+	if end > first {
+		_ = dontNeed(first, end-first)
+	}
+}
+
+// dontNeed is madvise(MADV_DONTNEED) on a page-aligned range.
+func dontNeed(start, length uintptr) error {
+	if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, start, length, unix.MADV_DONTNEED); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
 type region struct{ start, end uintptr }
 
-// file names the executable as /proc/self/exe shows it.
-type file struct {
-	path     string // its link target (" (deleted)" appended once replaced)
-	dev, ino uint64
-}
-
-// is reports whether a maps line's device, inode and path name f. The path
-// decides when it matches: on overlayfs, maps shows the inode of the file
-// underneath, not the one stat reports.
-func (f file) is(device, inode, path string) bool {
-	if path == f.path {
-		return true
-	}
-	if i, err := strconv.ParseUint(inode, 10, 64); err != nil || i != f.ino {
-		return false
-	}
-	major, minor, ok := strings.Cut(device, ":")
-	if !ok {
-		return false
-	}
-	maj, err1 := strconv.ParseUint(major, 16, 32)
-	mnr, err2 := strconv.ParseUint(minor, 16, 32)
-	return err1 == nil && err2 == nil && unix.Mkdev(uint32(maj), uint32(mnr)) == f.dev
-}
-
 // readOnlyRegionsOf parses /proc/PID/maps text: the private mappings
-// without write permission of exe.
-func readOnlyRegionsOf(maps string, exe file) ([]region, error) {
+// without write permission of the file at path exe.
+func readOnlyRegionsOf(maps string, exe string) ([]region, error) {
 	var out []region
 	sc := bufio.NewScanner(strings.NewReader(maps))
 	for sc.Scan() {
@@ -148,8 +143,7 @@ func readOnlyRegionsOf(maps string, exe file) ([]region, error) {
 		if len(perms) != 4 || perms[1] == 'w' || perms[3] != 'p' {
 			continue
 		}
-		path := afterFields(line, 5)
-		if !exe.is(f[3], f[4], path) {
+		if afterFields(line, 5) != exe {
 			continue
 		}
 		lo, hi, ok := strings.Cut(f[0], "-")

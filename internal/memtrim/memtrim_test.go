@@ -9,19 +9,17 @@ import (
 	"testing"
 	"time"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestReadOnlyRegionsOf(t *testing.T) {
-	exe := file{path: "/usr/local/bin/cluster", dev: unix.Mkdev(0xfe, 0x01), ino: 1234}
+	exe := "/usr/local/bin/cluster"
 	maps := `00400000-05b66000 r-xp 00000000 fe:01 1234                       /usr/local/bin/cluster
 05b66000-0d731000 r--p 05766000 fe:01 1234                       /usr/local/bin/cluster
 0d731000-0d8ff000 rw-p 0d331000 fe:01 1234                       /usr/local/bin/cluster
 0d8ff000-0da00000 rw-p 00000000 00:00 0
 7f0000000000-7f0000001000 r--p 00000000 fe:01 999                        /usr/lib/libc.so
 7f0000001000-7f0000002000 r--s 00000000 fe:01 1234                       /usr/local/bin/cluster
-7f0000002000-7f0000003000 r--p 00000000 fe:01 1234                       /other name with spaces
+7f0000002000-7f0000003000 r--p 00000000 fe:01 1234                       /usr/local/bin/cluster old
 7f0000003000-7f0000004000 r--p 00000000 00:2a 5555                       /usr/local/bin/cluster
 7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0                          [stack]
 `
@@ -32,20 +30,19 @@ func TestReadOnlyRegionsOf(t *testing.T) {
 	want := []region{
 		{0x00400000, 0x05b66000}, // text
 		{0x05b66000, 0x0d731000}, // rodata
-		// not: its writable data, another file, a shared mapping
-		{0x7f0000002000, 0x7f0000003000}, // same device and inode, the path as maps printed it
+		// not: its writable data, another file, a shared mapping, a path
+		// that only begins with the binary's
 		{0x7f0000003000, 0x7f0000004000}, // same path, another device (overlayfs shows the file underneath)
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("regions\n got %x\nwant %x", got, want)
 	}
 
-	deleted := file{path: "/usr/local/bin/cluster (deleted)", dev: unix.Mkdev(0xfe, 0x01), ino: 77}
-	got, err = readOnlyRegionsOf("00400000-00500000 r-xp 00000000 fe:01 77 /usr/local/bin/cluster (deleted)\n", deleted)
+	got, err = readOnlyRegionsOf("00400000-00500000 r-xp 00000000 fe:01 77 /usr/local/bin/cluster (deleted)\n", "/usr/local/bin/cluster (deleted)")
 	if err != nil || len(got) != 1 {
 		t.Errorf("a replaced binary's mapping: %x, %v", got, err)
 	}
-	if _, err := readOnlyRegionsOf("0500000-0400000 r-xp 00000000 fe:01 77 /usr/local/bin/cluster\n", deleted); err == nil {
+	if _, err := readOnlyRegionsOf("0500000-0400000 r-xp 00000000 fe:01 77 /usr/local/bin/cluster\n", exe); err == nil {
 		t.Error("a range that ends before it starts: no error")
 	}
 }
@@ -153,4 +150,31 @@ func mappedPages(t *testing.T, start uintptr, size int) (mapped, pages int) {
 		}
 	}
 	return mapped, int(last - first)
+}
+
+// ReleaseBytes unmaps the whole pages inside a slice of read-only data.
+func TestReleaseBytes(t *testing.T) {
+	if blob == "" {
+		t.Fatal("no blob")
+	}
+	b := unsafe.Slice(unsafe.StringData(blob), len(blob))
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	var sum byte
+	for i := 0; i < len(b); i += 512 {
+		sum += b[i] // maps every page
+	}
+	if mapped, pages := mappedPages(t, start, len(b)); mapped != pages {
+		t.Fatalf("after reading, %d of %d pages mapped (%d)", mapped, pages, sum)
+	}
+	ReleaseBytes(b[100:]) // an unaligned start: only the whole pages inside go
+	if mapped, pages := mappedPages(t, start, len(b)); mapped > 2*faultAround {
+		t.Errorf("after ReleaseBytes %d of %d pages still mapped", mapped, pages)
+	}
+	want, err := os.ReadFile("testdata/blob.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != string(want) {
+		t.Error("content changed after ReleaseBytes")
+	}
 }
