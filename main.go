@@ -49,8 +49,10 @@ func main() {
 
 // gcDefaults makes the Go collector run when the heap has grown by half
 // since the last collection, not doubled (Go's GOGC=100): an idle server
-// then holds ~70 MB less for a little more CPU. GOGC in the environment
-// wins, as for any Go program (GOGC=100 restores Go's default).
+// then holds ~70 MB less for a little more CPU. Once the start is over the
+// target goes lower still (internal/memtrim, CLUSTER_IDLE_GOGC). GOGC in
+// the environment wins, as for any Go program (GOGC=100 restores Go's
+// default).
 func gcDefaults() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
@@ -120,8 +122,8 @@ func execCrictl(args []string) {
 
 func runContainerd(args []string) {
 	// The node checked the setting before it started this child.
-	if after, err := memtrim.AfterFromEnv(); err == nil {
-		go memtrim.After(context.Background(), after, containerdlog.L.Infof)
+	if idle, err := memtrim.IdleFromEnv(); err == nil {
+		go idle.Run(context.Background(), containerdlog.L.Infof)
 	}
 	if err := embedded.RunContainerd(args); err != nil {
 		fmt.Fprintf(os.Stderr, "containerd: %s\n", err)

@@ -158,7 +158,7 @@ func Run(ctx context.Context, o *options.Agent) error {
 	if err != nil {
 		return err
 	}
-	trimAfter, err := memtrim.AfterFromEnv()
+	idle, err := memtrim.IdleFromEnv()
 	if err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func Run(ctx context.Context, o *options.Agent) error {
 	}
 	log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
 	debug.FreeOSMemory() // the start's peak, given back now rather than over minutes
-	go memtrim.After(ctx, trimAfter, log.Infof)
+	go idle.Run(ctx, log.Infof)
 	return mgr.Wait(ctx)
 }
 

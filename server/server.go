@@ -71,7 +71,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err != nil {
 		return err
 	}
-	trimAfter, err := memtrim.AfterFromEnv()
+	idle, err := memtrim.IdleFromEnv()
 	if err != nil {
 		return err
 	}
@@ -336,7 +336,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 	// Starting peaks at about twice the heap an idle server keeps; the Go
 	// runtime would give it back to the OS only over minutes.
 	debug.FreeOSMemory()
-	go memtrim.After(ctx, trimAfter, log.Infof)
+	go idle.Run(ctx, log.Infof)
 	return component.Wait(ctx, mgr, nodeMgr)
 }
 

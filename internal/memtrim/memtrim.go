@@ -14,7 +14,6 @@ package memtrim
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -47,28 +46,6 @@ func AfterFromEnv() (time.Duration, error) {
 		return 0, fmt.Errorf("%s=%q: want a duration such as 60s, or 0 to keep the start's pages mapped", EnvAfter, v)
 	}
 	return d, nil
-}
-
-// After calls Release once, d from now, unless ctx ends first; d 0 never.
-// logf reports what was released, or why nothing was.
-func After(ctx context.Context, d time.Duration, logf func(format string, args ...any)) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return
-	case <-t.C:
-	}
-	before := residentBytes()
-	n, err := Release()
-	if err != nil {
-		logf("releasing the start's pages of the binary: %v", err)
-		return
-	}
-	logf("released the start's pages of the binary (%d MB mapped read-only; resident %d → %d MB)", n>>20, before>>20, residentBytes()>>20)
 }
 
 // Release unmaps the pages of this process's read-only mappings of its own

@@ -193,9 +193,9 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 		})
 	})
 
-	// internal/memtrim: the server and its containerd child each unmap the
-	// binary's pages; the pods and the node go on (the subtests after this
-	// one run on them).
+	// internal/memtrim: the server and its containerd child each lower
+	// their GC target and unmap the binary's pages; the pods and the node
+	// go on (the subtests after this one run on them).
 	t.Run("the start's pages of the binary are released", func(t *testing.T) {
 		harness.WaitFor(t, time.Minute, "both processes' release", func() error {
 			if got := strings.Count(n.log.String(), "released the start's pages of the binary"); got < 2 {
@@ -203,6 +203,9 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 			}
 			return nil
 		})
+		if got := strings.Count(n.log.String(), "idle: the garbage collector now lets the heap grow by 25%"); got != 2 {
+			t.Errorf("%d of 2 lines (server, containerd) saying the GC target is now 25%%", got)
+		}
 		for _, line := range strings.Split(n.log.String(), "\n") {
 			if strings.Contains(line, "start's pages") && !strings.Contains(line, "released the start's pages of the binary (") {
 				t.Errorf("release failed: %s", line)
