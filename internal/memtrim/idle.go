@@ -55,7 +55,7 @@ func idleGCPercentFromEnv() (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
-		return 0, fmt.Errorf("%s=%q: want a percent such as 25 (the heap grows by that share of the live heap between collections), or off for Go's default", EnvIdleGOGC, v)
+		return 0, fmt.Errorf("%s=%q: want a percent such as 25 (the heap grows by that share of the live heap between collections), or off to keep the start's target (50 %%)", EnvIdleGOGC, v)
 	}
 	return n, nil
 }
