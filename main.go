@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -38,24 +37,12 @@ func main() {
 	}
 
 	logging.Setup(false)
-	gcDefaults()
+	memtrim.SetStartGC()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %s\n", oneLine(err.Error()))
 		os.Exit(1)
-	}
-}
-
-// gcDefaults makes the Go collector run when the heap has grown by half
-// since the last collection, not doubled (Go's GOGC=100): an idle server
-// then holds ~70 MB less for a little more CPU. Once the start is over the
-// target goes lower still (internal/memtrim, CLUSTER_IDLE_GOGC). GOGC in
-// the environment wins, as for any Go program (GOGC=100 restores Go's
-// default).
-func gcDefaults() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
 	}
 }
 

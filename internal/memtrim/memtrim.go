@@ -10,6 +10,9 @@
 // read-only segments: what the process still runs faults back in from the
 // page cache at the next use (a minor fault), and the rest stays there as
 // cache the kernel may reclaim, like any file data no process maps.
+//
+// The same moment lowers the garbage collector's target (idle.go): a start
+// allocates fast and wants room, an idle process little.
 package memtrim
 
 import (
