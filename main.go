@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 
-	containerdlog "github.com/containerd/log"
 	"github.com/spf13/cobra"
 
 	"github.com/cluster-io/cluster/agent"
@@ -62,12 +61,10 @@ func newRootCommand() *cobra.Command {
 		bootstraptoken.NewCommand(options.DefaultKubeconfig),
 		preflight.NewCommand(options.DefaultDataDir, agent.ProxyMode),
 		server.NewEtcdSnapshotCommand(),
-		passThrough("kubectl", "Run kubectl (defaults to the admin kubeconfig)", false,
+		passThrough("kubectl", "Run kubectl (defaults to the admin kubeconfig)",
 			func(args []string) { os.Exit(embedded.RunKubectl(args, options.DefaultKubeconfig)) }),
-		passThrough("ctr", "Run ctr against the node's containerd (namespace k8s.io; CLUSTER_DATA_DIR picks the node)", false, runCtr),
-		passThrough("crictl", "Run crictl against the node's containerd (CLUSTER_DATA_DIR picks the node)", false, execCrictl),
-		// How the node re-executes this binary as its containerd child.
-		passThrough("containerd", "Run containerd (started by the node; internal)", true, runContainerd),
+		passThrough("ctr", "Run ctr against the node's containerd (namespace k8s.io; CLUSTER_DATA_DIR picks the node)", runCtr),
+		passThrough("crictl", "Run crictl against the node's containerd (CLUSTER_DATA_DIR picks the node)", execCrictl),
 		newVersionCommand(),
 	)
 	return root
@@ -75,11 +72,10 @@ func newRootCommand() *cobra.Command {
 
 // passThrough is a subcommand that hands its arguments, flags included, to
 // an upstream tool.
-func passThrough(use, short string, hidden bool, run func(args []string)) *cobra.Command {
+func passThrough(use, short string, run func(args []string)) *cobra.Command {
 	return &cobra.Command{
 		Use:                use,
 		Short:              short,
-		Hidden:             hidden,
 		DisableFlagParsing: true,
 		Run:                func(_ *cobra.Command, args []string) { run(args) },
 	}
@@ -105,17 +101,6 @@ func execCrictl(args []string) {
 	err := agent.ExecCrictl(nodeDataDir(), args) // returns only on failure
 	fmt.Fprintf(os.Stderr, "%s\n", err)
 	os.Exit(1)
-}
-
-func runContainerd(args []string) {
-	// The node checked the setting before it started this child.
-	if idle, err := memtrim.IdleFromEnv(); err == nil {
-		go idle.Run(context.Background(), containerdlog.L.Infof)
-	}
-	if err := embedded.RunContainerd(args); err != nil {
-		fmt.Fprintf(os.Stderr, "containerd: %s\n", err)
-		os.Exit(1)
-	}
 }
 
 func newVersionCommand() *cobra.Command {

@@ -154,6 +154,7 @@ func Prepare(ctx context.Context, mgr *component.Manager, r Runtime) (*Prepared,
 		ShimSocketDir:       shimSocketDir(r.DataDir),
 		RuncRoot:            filepath.Join(p.Agent, "run", "runc"),
 		RuncBinary:          filepath.Join(binDir, "runc"),
+		ShimBinary:          filepath.Join(binDir, "containerd-shim-runc-v2"),
 		OptDir:              filepath.Join(p.Agent, "containerd-opt"),
 		RegistryDir:         filepath.Join(p.Agent, "etc", "containerd", "certs.d"),
 		CNIBinDir:           binDir,
@@ -166,10 +167,7 @@ func Prepare(ctx context.Context, mgr *component.Manager, r Runtime) (*Prepared,
 	if err := ctrd.Write(p.ContainerdConfig); err != nil {
 		return nil, err
 	}
-	// WorkDir is not binDir: containerd would record the shim by its
-	// resolved path there, and it must be found through "current".
-	proc := &containerd.Process{ConfigPath: p.ContainerdConfig, Address: p.ContainerdSocket, BinDir: binDir, WorkDir: p.Agent}
-	if err := mgr.Start(ctx, proc); err != nil {
+	if err := mgr.Start(ctx, &containerd.Daemon{ConfigPath: p.ContainerdConfig, DropInDir: ctrd.DropInDir, BinDir: binDir}); err != nil {
 		return nil, err
 	}
 	// The pause image and the air-gap folder before the kubelet: every pod

@@ -1,6 +1,6 @@
-// Package containerd runs the node's containerd as a child process of
-// `cluster` (upstream containerd's main, re-executed as `cluster
-// containerd`), writes its configuration, and imports images into it.
+// Package containerd runs the node's containerd in this process (upstream
+// containerd's server and plugins, embedded.Containerd), writes its
+// configuration, and imports images into it.
 package containerd
 
 import (
@@ -21,11 +21,14 @@ type Config struct {
 	ShimSocketDir string
 	RuncRoot      string
 	RuncBinary    string
-	OptDir        string
-	RegistryDir   string // hosts.toml per registry (certs.d layout)
-	CNIBinDir     string
-	CNIConfDir    string
-	SandboxImage  string
+	// ShimBinary is the runc shim, named through <data-dir>/data/current so
+	// that the path containerd records for each pod survives an upgrade.
+	ShimBinary   string
+	OptDir       string
+	RegistryDir  string // hosts.toml per registry (certs.d layout)
+	CNIBinDir    string
+	CNIConfDir   string
+	SandboxImage string
 	// RestrictOOMScoreAdj is needed where containerd cannot lower
 	// oom_score_adj (no CAP_SYS_RESOURCE), or every sandbox fails.
 	RestrictOOMScoreAdj bool
@@ -93,6 +96,7 @@ required_plugins = ["io.containerd.grpc.v1.cri"]
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      runtime_path = {{ printf "%q" .ShimBinary }}
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         BinaryName = {{ printf "%q" .RuncBinary }}
         Root = {{ printf "%q" .RuncRoot }}

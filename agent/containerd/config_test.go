@@ -16,7 +16,7 @@ func TestRender(t *testing.T) {
 		ShimSocketDir: "/run/cluster/abc/s", RuncRoot: "/d/run/runc", RuncBinary: "/d/bin/runc",
 		OptDir: "/d/opt", RegistryDir: "/d/certs.d", CNIBinDir: "/d/bin", CNIConfDir: "/d/net.d",
 		SandboxImage: "localhost/cluster/pause:3.10", RestrictOOMScoreAdj: true,
-		DropInDir: "/d/etc/containerd/config.d",
+		DropInDir: "/d/etc/containerd/config.d", ShimBinary: "/d/bin/containerd-shim-runc-v2",
 	}
 	b, err := c.Render()
 	if err != nil {
@@ -29,6 +29,8 @@ func TestRender(t *testing.T) {
 		`sandbox = "localhost/cluster/pause:3.10"`,
 		"restrict_oom_score_adj = true",
 		`BinaryName = "/d/bin/runc"`,
+		// by path: containerd would look in its working directory first
+		`runtime_path = "/d/bin/containerd-shim-runc-v2"`,
 		"SystemdCgroup = false",
 		`socket_dir = "/run/cluster/abc/s"`,
 		`address = "/d/run/containerd.sock.ttrpc"`,

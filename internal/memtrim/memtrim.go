@@ -1,10 +1,9 @@
 // Package memtrim gives back the pages of the cluster binary that a process
 // touched only while it started.
 //
-// Every process of a node runs the one ~210 MB binary: the server or agent,
-// and its containerd child, which re-executes it. Starting touches much of
-// it (the init functions of ~1,500 packages in each process, building the
-// control plane, making images), and those pages stay mapped, counted in the
+// The server or agent runs the one ~210 MB binary, containerd included.
+// Starting touches much of it (the init functions of ~1,500 packages,
+// building the control plane, making images), and those pages stay mapped, counted in the
 // process's RSS and PSS, for its whole life, although an idle process runs a
 // fraction of that code. Once the start is over, Release unmaps the binary's
 // read-only segments: what the process still runs faults back in from the

@@ -11,7 +11,7 @@ DATA_DIR=${CLUSTER_DATA_DIR:-$(cd "$bin_dir/../../.." && pwd -P)}
 [ -f "$DATA_DIR/.cluster-data-dir" ] || { echo "cluster-killall: $DATA_DIR is not a cluster data dir" >&2; exit 1; }
 echo "cluster-killall: stopping everything of $DATA_DIR"
 
-# The cluster process holding the data dir (its containerd child exits with it).
+# The cluster process holding the data dir (containerd runs inside it).
 pid=$(head -n1 "$DATA_DIR/.lock" 2>/dev/null)
 if [ -n "$pid" ] && [ -d "/proc/$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q cluster; then
     kill -TERM "$pid" 2>/dev/null
@@ -19,7 +19,8 @@ if [ -n "$pid" ] && [ -d "/proc/$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | g
     while [ -d "/proc/$pid" ] && [ $i -lt 30 ]; do sleep 0.5; i=$((i + 1)); done
     kill -KILL "$pid" 2>/dev/null
 fi
-# containerd of this node, if it outlived its parent.
+# containerd of this node as a child process (versions before it ran in-process),
+# if it outlived its parent.
 for p in $(pgrep -f "cluster containerd -c $DATA_DIR/" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
 
 # Shims of this node (their -address names our socket) and their containers.
