@@ -56,6 +56,10 @@ root = {{ printf "%q" .Root }}
 state = {{ printf "%q" .State }}
 imports = [{{ printf "%q" (printf "%s/*.toml" .DropInDir) }}]
 required_plugins = ["io.containerd.grpc.v1.cri"]
+# Its gRPC metrics would go to the process's default Prometheus registry,
+# which embedded etcd's gRPC metrics of the same names already hold (and no
+# listener of ours serves containerd's metrics).
+disabled_plugins = ["io.containerd.metrics.v1.grpc-prometheus"]
 
 [plugins.'io.containerd.server.v1.grpc']
   address = {{ printf "%q" .Address }}

@@ -36,6 +36,8 @@ func TestRender(t *testing.T) {
 		`address = "/d/run/containerd.sock.ttrpc"`,
 		`stats_collect_period = "10s"`,
 		`imports = ["/d/etc/containerd/config.d/*.toml"]`,
+		// in-process with embedded etcd: the same gRPC metrics, one registry
+		`disabled_plugins = ["io.containerd.metrics.v1.grpc-prometheus"]`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("config lacks %q:\n%s", want, text)
