@@ -22,7 +22,7 @@ var log = logging.For("containerd")
 // Daemon runs the node's containerd in this process (embedded.Containerd)
 // rather than as a child re-executing this binary: a child held its own
 // copy of the ~1,500 packages' init-time heap (~10 MB), its own collector
-// and its own share of the binary's pages (idle PSS ~25 MB more in all).
+// and its own share of the binary's pages (idle PSS ~20 MB more in all).
 // The containers' shims are started in process groups of their own, so
 // they and the pods survive a restart of `cluster`. A containerd panic now
 // ends the whole process; the service manager restarts it, and the pods
