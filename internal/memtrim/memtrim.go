@@ -3,12 +3,13 @@
 //
 // The server or agent runs the one ~210 MB binary, containerd included.
 // Starting touches much of it (the init functions of ~1,500 packages,
-// building the control plane, making images), and those pages stay mapped, counted in the
-// process's RSS and PSS, for its whole life, although an idle process runs a
-// fraction of that code. Once the start is over, Release unmaps the binary's
-// read-only segments: what the process still runs faults back in from the
-// page cache at the next use (a minor fault), and the rest stays there as
-// cache the kernel may reclaim, like any file data no process maps.
+// building the control plane, making images), and those pages stay mapped,
+// counted in the process's RSS and PSS, for its whole life, although an
+// idle process runs a fraction of that code. Once the start is over,
+// Release unmaps the binary's read-only segments: what the process still
+// runs faults back in from the page cache at the next use (a minor fault),
+// and the rest stays there as cache the kernel may reclaim, like any file
+// data no process maps.
 //
 // The same moment lowers the garbage collector's target (idle.go): a start
 // allocates fast and wants room, an idle process little.
