@@ -254,15 +254,8 @@ func Run(ctx context.Context, opts *options.Server) error {
 		},
 		&component.Runner{ComponentName: "kube-controller-manager", Run: cmRun, ReadyFunc: cmReady, StopTimeout: 20 * time.Second},
 	}
-	if err := mgr.Start(ctx, components...); err != nil {
-		if ctx.Err() != nil {
-			log.Info("shutdown requested during start")
-			return nil
-		}
-		return err
-	}
-	// The server's own admin kubeconfig now, the user's once the scheduler
-	// is ready too.
+	// The server's own admin kubeconfig now (the deployer uses it), the
+	// user's once the scheduler is ready too.
 	if err := writeAdminKubeconfig(cp, "", mode); err != nil {
 		return err
 	}
@@ -270,9 +263,45 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err != nil {
 		return err
 	}
-	// What the server's own node joins with first; then the node starts
-	// while the scheduler and the packaged components do (it needs neither).
-	if err := deployer.SyncOnly(ctx, charts.NodeRBAC...); err != nil {
+	var startNode func(ctx context.Context) (string, error)
+	cmStarted := make(chan struct{})
+	if !opts.DisableAgent {
+		startNode = func(ctx context.Context) (string, error) {
+			return startOwnNode(ctx, nodeMgr, prep, agent.Setup{
+				DataDir:   dataDir,
+				Options:   opts.Node,
+				Server:    cp.loopbackURL(),
+				Token:     serverToken,
+				DefaultIP: nodeIP,
+				BeforeKubelet: func(ctx context.Context) error {
+					select {
+					case <-cmStarted:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					if cmElection != nil && cmElection.Standby() {
+						return nil // another server's controller-manager runs the controllers
+					}
+					return controllersBuilt(ctx, argPort(cmArgs, controllerManagerPort))
+				},
+			})
+		}
+	}
+	own := startNodeEarly(ctx, readyClient, cp.loopbackURL(), nodeRBAC(deployer), startNode)
+	defer own.stop()
+	if err := mgr.Start(ctx, components...); err != nil {
+		if ctx.Err() != nil {
+			log.Info("shutdown requested during start")
+			return nil
+		}
+		return err
+	}
+	close(cmStarted)
+	if err := own.rbacApplied(ctx); err != nil {
+		if ctx.Err() != nil {
+			log.Info("shutdown requested during start")
+			return nil
+		}
 		return fmt.Errorf("manifests: %w", err)
 	}
 	startRest := func(ctx context.Context) error {
@@ -295,19 +324,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 	var nodeErr error
 	if !opts.DisableAgent {
 		var name string
-		if name, nodeErr = startOwnNode(ctx, nodeMgr, prep, agent.Setup{
-			DataDir:   dataDir,
-			Options:   opts.Node,
-			Server:    cp.loopbackURL(),
-			Token:     serverToken,
-			DefaultIP: nodeIP,
-			BeforeKubelet: func(ctx context.Context) error {
-				if cmElection != nil && cmElection.Standby() {
-					return nil // another server's controller-manager runs the controllers
-				}
-				return controllersBuilt(ctx, argPort(cmArgs, controllerManagerPort))
-			},
-		}); nodeErr == nil {
+		if name, nodeErr = own.wait(); nodeErr == nil {
 			log.Infof("node %s started in %s", name, time.Since(begin).Round(time.Millisecond))
 			if useEtcd {
 				go markServerNode(ctx, join.Client, name, member)
@@ -338,18 +355,6 @@ func Run(ctx context.Context, opts *options.Server) error {
 	debug.FreeOSMemory()
 	go idle.Run(ctx, log.Infof)
 	return component.Wait(ctx, mgr, nodeMgr)
-}
-
-// startOwnNode starts the server's own node on mgr, with the runtime prep
-// prepared. It joins through the same API as any agent, over loopback,
-// pinning the CA with the server token's hash.
-func startOwnNode(ctx context.Context, mgr *component.Manager, prep *preparation, s agent.Setup) (string, error) {
-	prepared, err := prep.wait()
-	if err != nil {
-		return "", err
-	}
-	s.Prepared = prepared
-	return agent.StartNode(ctx, mgr, s)
 }
 
 // preparation is the server's own node preparing its runtime in the

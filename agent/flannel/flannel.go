@@ -240,7 +240,7 @@ func waitForPodCIDR(ctx context.Context, kubeconfig, node string) error {
 		return err
 	}
 	logged := false
-	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	return wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err == nil && n.Spec.PodCIDR != "" {
 			return true, nil
