@@ -92,6 +92,9 @@ func Run(o Options) []Result {
 	}
 	if o.DataDir != "" {
 		rs = append(rs, diskSpace(o.DataDir)...)
+		if o.Node {
+			rs = append(rs, otherNodes("/proc", o.DataDir))
+		}
 	}
 	return rs
 }
