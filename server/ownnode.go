@@ -18,7 +18,8 @@ import (
 // wait before the bootstrap roles are written): flannel's subnet manager,
 // which checks its informer's sync only once a second, has synced by the
 // time the kubelet registers the node, instead of adding up to that second
-// to the start and to every restart. The kubelet itself still waits for
+// to a fresh start (a restart's node is Ready without waiting for flannel:
+// its CNI config is already there). The kubelet itself still waits for
 // the controller-manager (agent.Setup.BeforeKubelet).
 type earlyNode struct {
 	cancel context.CancelFunc
@@ -102,6 +103,12 @@ func (n *earlyNode) stop() {
 // prepared. It joins through the same API as any agent, over loopback,
 // pinning the CA with the server token's hash.
 func startOwnNode(ctx context.Context, mgr *component.Manager, prep *preparation, s agent.Setup) (string, error) {
+	// The server may give up before its node's runtime is prepared.
+	select {
+	case <-prep.done:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 	prepared, err := prep.wait()
 	if err != nil {
 		return "", err
