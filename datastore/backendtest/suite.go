@@ -25,6 +25,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("concurrent writers", func(t *testing.T) { testConcurrent(t, open) })
 	t.Run("compaction", func(t *testing.T) { testCompact(t, open) })
 	t.Run("lease expiry", func(t *testing.T) { testLease(t, open) })
+	t.Run("lease of a key written before a restart", func(t *testing.T) { testLeaseAcrossRestart(t, open) })
+	t.Run("list of the whole keyspace", func(t *testing.T) { testListAll(t, open) })
 }
 
 var ctx = context.Background()
@@ -336,5 +338,62 @@ func testLease(t *testing.T, open Opener) {
 	}
 	if _, kv, _ := b.Get(ctx, "/lease/keep", 0, false); kv == nil {
 		t.Error("key without a lease expired")
+	}
+}
+
+// testLeaseAcrossRestart: kine's lease expiry finds the leased keys that
+// exist when it starts by listing the whole keyspace ("" to ""), then
+// follows the writes after it. A key written before a restart (events:
+// 1 h) must still expire.
+func testLeaseAcrossRestart(t *testing.T, open Opener) {
+	dir := t.TempDir()
+	b, done := open(t, dir)
+	must(t)(b.Create(ctx, "/lease/old", []byte("x"), 1))
+	must(t)(b.Create(ctx, "/lease/none", []byte("x"), 0))
+	done()
+
+	b, done = open(t, dir)
+	defer done()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, kv, err := b.Get(ctx, "/lease/old", 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kv == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a key with a 1 s lease, written before the restart, still there 20 s after it")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, kv, _ := b.Get(ctx, "/lease/none", 0, false); kv == nil {
+		t.Error("key without a lease expired")
+	}
+}
+
+// testListAll: an empty key and end is the whole keyspace (kine's form of
+// etcd's "\x00".."\x00"; its lease expiry lists so at start).
+func testListAll(t *testing.T, open Opener) {
+	b, done := open(t, t.TempDir())
+	defer done()
+	for _, k := range []string{"/a", "/b/1", "/c"} {
+		must(t)(b.Create(ctx, k, []byte("x"), 0))
+	}
+	for _, tc := range []struct{ key, end string }{{"", ""}} {
+		_, kvs, err := b.List(ctx, tc.key, tc.end, 0, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, kv := range kvs {
+			if kv.Key == "/a" || kv.Key == "/b/1" || kv.Key == "/c" {
+				keys = append(keys, kv.Key)
+			}
+		}
+		if fmt.Sprint(keys) != "[/a /b/1 /c]" {
+			t.Errorf("List(%q, %q) = %v, want every key", tc.key, tc.end, keys)
+		}
 	}
 }

@@ -541,15 +541,20 @@ func checkRevision(tx *bolt.Tx, revision int64) (int64, error) {
 }
 
 // scan calls fn for each live key in [key, end) (or key alone when end is
-// empty) as of revision (0: now), in key order, until fn returns false.
+// empty; every key when both are: kine's form of etcd's whole keyspace,
+// which its lease expiry lists at start) as of revision (0: now), in key
+// order, until fn returns false.
 func scan(tx *bolt.Tx, key, end string, revision int64, keysOnly bool, fn func(*server.KeyValue) bool) error {
+	all := key == "" && end == ""
 	c := tx.Bucket(bucketCur).Cursor()
 	for k, v := c.Seek([]byte(key)); k != nil; k, v = c.Next() {
-		if end == "" {
+		switch {
+		case all:
+		case end == "":
 			if string(k) != key {
 				return nil
 			}
-		} else if string(k) >= end {
+		case string(k) >= end:
 			return nil
 		}
 		var rev int64
