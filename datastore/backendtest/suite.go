@@ -318,20 +318,7 @@ func testLease(t *testing.T, open Opener) {
 	wr := b.Watch(wctx, start+1)
 	// kine's lease IDs are the TTL in seconds.
 	must(t)(b.Create(ctx, "/lease/short", []byte("x"), 1))
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, kv, err := b.Get(ctx, "/lease/short", 0, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if kv == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("key with a 1 s lease still there after 20 s")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitExpired(t, b, "/lease/short", "key with a 1 s lease still there after 20 s")
 	events := collect(t, wr, 2, 20*time.Second)
 	if !events[0].Create || !events[1].Delete || events[1].KV.Key != "/lease/short" {
 		t.Errorf("events %v, want create then delete of /lease/short", events)
@@ -354,20 +341,7 @@ func testLeaseAcrossRestart(t *testing.T, open Opener) {
 
 	b, done = open(t, dir)
 	defer done()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, kv, err := b.Get(ctx, "/lease/old", 0, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if kv == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a key with a 1 s lease, written before the restart, still there 20 s after it")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitExpired(t, b, "/lease/old", "a key with a 1 s lease, written before the restart, still there 20 s after it")
 	if _, kv, _ := b.Get(ctx, "/lease/none", 0, false); kv == nil {
 		t.Error("key without a lease expired")
 	}
@@ -395,5 +369,24 @@ func testListAll(t *testing.T, open Opener) {
 		if fmt.Sprint(keys) != "[/a /b/1 /c]" {
 			t.Errorf("List(%q, %q) = %v, want every key", tc.key, tc.end, keys)
 		}
+	}
+}
+
+// waitExpired waits up to 20 s for key to be gone, failing with msg.
+func waitExpired(t *testing.T, b server.Backend, key, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, kv, err := b.Get(ctx, key, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kv == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
