@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"time"
+
+	"github.com/cluster-io/cluster/internal/procs"
 )
 
 // StartGOGC makes the collector run when the heap has grown by half since
@@ -43,10 +45,12 @@ const DefaultIdleGOGC = 25
 type Idle struct {
 	After     time.Duration // how long after the start; 0: change nothing
 	GCPercent int           // the GC target from then on; < 0: leave it
+	Procs     bool          // run Go code on one processor while idle (internal/procs)
 }
 
-// IdleFromEnv reads EnvAfter and EnvIdleGOGC. A GOGC in the environment is
-// the user's own choice for the whole life of the process: it wins.
+// IdleFromEnv reads EnvAfter, EnvIdleGOGC and procs.EnvIdle. A GOGC or
+// GOMAXPROCS in the environment is the user's own choice for the whole life
+// of the process: it wins.
 func IdleFromEnv() (Idle, error) {
 	after, err := AfterFromEnv()
 	if err != nil {
@@ -56,7 +60,11 @@ func IdleFromEnv() (Idle, error) {
 	if err != nil {
 		return Idle{}, err
 	}
-	return Idle{After: after, GCPercent: percent}, nil
+	governed, err := procs.Enabled()
+	if err != nil {
+		return Idle{}, err
+	}
+	return Idle{After: after, GCPercent: percent, Procs: governed}, nil
 }
 
 func idleGCPercentFromEnv() (int, error) {
@@ -78,8 +86,9 @@ func idleGCPercentFromEnv() (int, error) {
 }
 
 // Run waits i.After (unless ctx ends first), then sets the GC target, gives
-// the heap the new target frees back to the OS, and releases the start's
-// pages of the binary. logf reports what changed.
+// the heap the new target frees back to the OS, releases the start's pages
+// of the binary, and governs the number of processors until ctx ends. logf
+// reports what changed.
 func (i Idle) Run(ctx context.Context, logf func(format string, args ...any)) {
 	if i.After <= 0 {
 		return
@@ -97,10 +106,12 @@ func (i Idle) Run(ctx context.Context, logf func(format string, args ...any)) {
 		logf("idle: the garbage collector now lets the heap grow by %d%% of the live heap between collections (%s)", i.GCPercent, EnvIdleGOGC)
 	}
 	before := residentBytes()
-	n, err := Release()
-	if err != nil {
+	if n, err := Release(); err != nil {
 		logf("releasing the start's pages of the binary: %v", err)
-		return
+	} else {
+		logf("released the start's pages of the binary (%d MB mapped read-only; resident %d → %d MB)", n>>20, before>>20, residentBytes()>>20)
 	}
-	logf("released the start's pages of the binary (%d MB mapped read-only; resident %d → %d MB)", n>>20, before>>20, residentBytes()>>20)
+	if i.Procs {
+		procs.New().Run(ctx, logf)
+	}
 }

@@ -214,9 +214,9 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 		}
 	})
 
-	// internal/memtrim: the server lowers its GC target and unmaps the
-	// binary's pages; the pods and the node go on (the subtests after this
-	// one run on them).
+	// internal/memtrim: the server lowers its GC target, unmaps the
+	// binary's pages and runs on one processor while idle; the pods and the
+	// node go on (the subtests after this one run on them).
 	t.Run("the start's pages of the binary are released", func(t *testing.T) {
 		harness.WaitFor(t, time.Minute, "the server's release", func() error {
 			if got := strings.Count(n.log.String(), "released the start's pages of the binary"); got < 1 {
@@ -232,6 +232,14 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 				t.Errorf("release failed: %s", line)
 			}
 		}
+		// internal/procs: once quiet for 10 s, the server's Go code runs on
+		// one processor; it still serves.
+		harness.WaitFor(t, time.Minute, "the server's switch to one processor", func() error {
+			if !strings.Contains(n.log.String(), "idle: Go code now runs on 1 processor") {
+				return fmt.Errorf("no line saying the server runs on one processor")
+			}
+			return nil
+		})
 		harness.WaitFor(t, time.Minute, "3 web replicas available", func() error { return deploymentAvailable(c, "web", 3) })
 		out, err := exec.Command("curl", "-sf", "-m", "3", url).Output()
 		if err != nil || !strings.HasPrefix(string(out), "hello from web-") {
