@@ -45,12 +45,12 @@ const DefaultIdleGOGC = 25
 type Idle struct {
 	After     time.Duration // how long after the start; 0: change nothing
 	GCPercent int           // the GC target from then on; < 0: leave it
-	Procs     bool          // run Go code on one processor while idle (internal/procs)
+	Governor  procs.Config  // what changes while the process is idle (internal/procs)
 }
 
-// IdleFromEnv reads EnvAfter, EnvIdleGOGC and procs.EnvIdle. A GOGC or
-// GOMAXPROCS in the environment is the user's own choice for the whole life
-// of the process: it wins.
+// IdleFromEnv reads EnvAfter, EnvIdleGOGC, procs.EnvIdle and
+// procs.EnvTimerSlack. A GOGC or GOMAXPROCS in the environment is the
+// user's own choice for the whole life of the process: it wins.
 func IdleFromEnv() (Idle, error) {
 	after, err := AfterFromEnv()
 	if err != nil {
@@ -60,11 +60,11 @@ func IdleFromEnv() (Idle, error) {
 	if err != nil {
 		return Idle{}, err
 	}
-	governed, err := procs.Enabled()
+	governor, err := procs.ConfigFromEnv()
 	if err != nil {
 		return Idle{}, err
 	}
-	return Idle{After: after, GCPercent: percent, Procs: governed}, nil
+	return Idle{After: after, GCPercent: percent, Governor: governor}, nil
 }
 
 func idleGCPercentFromEnv() (int, error) {
@@ -87,7 +87,7 @@ func idleGCPercentFromEnv() (int, error) {
 
 // Run waits i.After (unless ctx ends first), then sets the GC target, gives
 // the heap the new target frees back to the OS, releases the start's pages
-// of the binary, and governs the number of processors until ctx ends. logf
+// of the binary, and governs the processors and timer slack until ctx ends. logf
 // reports what changed.
 func (i Idle) Run(ctx context.Context, logf func(format string, args ...any)) {
 	if i.After <= 0 {
@@ -111,7 +111,9 @@ func (i Idle) Run(ctx context.Context, logf func(format string, args ...any)) {
 	} else {
 		logf("released the start's pages of the binary (%d MB mapped read-only; resident %d → %d MB)", n>>20, before>>20, residentBytes()>>20)
 	}
-	if i.Procs {
-		procs.New().Run(ctx, logf)
+	if i.Governor.Any() {
+		if g := procs.New(i.Governor, logf); g != nil {
+			g.Run(ctx, logf)
+		}
 	}
 }

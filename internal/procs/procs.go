@@ -1,15 +1,21 @@
-// Package procs lets an idle process run its Go code on one processor.
+// Package procs makes an idle process cheaper to keep awake: it runs its Go
+// code on one processor and lets the kernel batch its timers.
 //
 // An idle server does little work, but in many small pieces: thousands of
-// goroutines woken by timers and the network (watch bookmarks, workqueue
-// metrics, the kubelet's relists, gRPC to containerd and kine). With more
-// than one processor (Go's P), a wake-up often wakes a second OS thread to
-// look for work, which finds none and sleeps again: futex calls, scheduler
-// spinning. With one P the same work costs a quarter less CPU on the 2-core
-// test machine. A busy process needs its cores back at once, so the
+// goroutines woken by timers and the network (watch bookmarks, the 500 ms
+// metrics ticker of each of ~130 work queues, the kubelet's relists, gRPC
+// to containerd and kine): ~520 thread wake-ups a second. With more than
+// one processor (Go's P), a wake-up often wakes a second OS thread to look
+// for work, which finds none and sleeps again; and each timer that fires
+// alone is a wake-up of its own. So while the process is idle the Governor
+// sets GOMAXPROCS=1 and a timer slack on every thread (timerslack.go): the
+// kernel may then fire a sleeping thread's timer up to the slack late, and
+// one wake-up serves every timer due by then.
+//
+// A busy process needs its cores and punctual timers back at once, so the
 // Governor samples the process's CPU time every second: above half a core
-// it restores the runtime's default number of processors; after ten seconds
-// under a quarter of a core it goes back to one.
+// it restores both; after ten seconds under a quarter of a core it goes
+// back to idle.
 package procs
 
 import (
@@ -17,17 +23,39 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// EnvIdle names the environment variable that turns the governor off
-// ("off"). A GOMAXPROCS in the environment is the user's own choice and
-// turns it off too.
+// EnvIdle names the environment variable that keeps all processors while
+// idle ("off"). A GOMAXPROCS in the environment is the user's own choice
+// and keeps them too.
 const EnvIdle = "CLUSTER_IDLE_GOMAXPROCS"
 
-// Enabled reads EnvIdle and GOMAXPROCS.
-func Enabled() (bool, error) {
+// Config is what the Governor changes while the process is idle.
+type Config struct {
+	OneProcessor bool          // GOMAXPROCS=1
+	TimerSlack   time.Duration // every thread's timer slack; 0 leaves the slack alone
+}
+
+// Any tells whether the Governor has anything to do.
+func (c Config) Any() bool { return c.OneProcessor || c.TimerSlack > 0 }
+
+// ConfigFromEnv reads EnvIdle, GOMAXPROCS and EnvTimerSlack.
+func ConfigFromEnv() (Config, error) {
+	one, err := oneProcessorFromEnv()
+	if err != nil {
+		return Config{}, err
+	}
+	slack, err := timerSlackFromEnv()
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{OneProcessor: one, TimerSlack: slack}, nil
+}
+
+func oneProcessorFromEnv() (bool, error) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return false, nil
 	}
@@ -41,41 +69,79 @@ func Enabled() (bool, error) {
 	}
 }
 
-// Governor switches GOMAXPROCS between 1 and the runtime's default.
+// Governor switches the process between busy (the runtime's processors,
+// the threads' own timer slack) and idle (Config).
 type Governor struct {
 	Interval time.Duration // how often the process's CPU time is sampled
-	Busy     float64       // cores used over one interval above which all processors come back
+	Busy     float64       // cores used over one interval above which the process is busy again
 	Quiet    float64       // cores used below which an interval counts as quiet
-	QuietFor time.Duration // how long the process must be quiet before it runs on one processor
+	QuietFor time.Duration // how long the process must be quiet before it is idle
 
 	cpuTime func() time.Duration // the process's CPU time so far
-	current func() int           // GOMAXPROCS now
-	setOne  func()
-	setAll  func() int // restores the default, returns it
+	idle    func() string        // enters idle, says what changed (for the log)
+	busy    func() string        // leaves it, says what came back
 }
 
-// New is a Governor of this process with the defaults described above.
-func New() *Governor {
-	return &Governor{
-		Interval: time.Second,
-		Busy:     0.5,
-		Quiet:    0.25,
-		QuietFor: 10 * time.Second,
-		cpuTime:  processCPU,
-		current:  func() int { return runtime.GOMAXPROCS(0) },
-		setOne:   func() { runtime.GOMAXPROCS(1) },
-		setAll: func() int {
-			runtime.SetDefaultGOMAXPROCS()
-			return runtime.GOMAXPROCS(0)
-		},
+// New is a Governor of this process with the defaults described above, or
+// nil if it would have nothing to do: c asks for nothing, or the machine
+// has one processor and c asks for no timer slack.
+func New(c Config, logf func(format string, args ...any)) *Governor {
+	all := runtime.GOMAXPROCS(0)
+	one := c.OneProcessor && all > 1
+	var slack *threadSlack
+	if c.TimerSlack > 0 {
+		s, err := newThreadSlack(c.TimerSlack)
+		if err != nil {
+			logf("idle: leaving the threads' timer slack alone: %v", err)
+		} else {
+			slack = s
+		}
 	}
+	if !one && slack == nil {
+		return nil
+	}
+	g := &Governor{Interval: time.Second, Busy: 0.5, Quiet: 0.25, QuietFor: 10 * time.Second, cpuTime: processCPU}
+	g.idle = func() string {
+		var did []string
+		if one {
+			runtime.GOMAXPROCS(1)
+			did = append(did, "Go code runs on 1 processor")
+		}
+		if slack != nil {
+			if err := slack.set(slack.idle); err != nil {
+				logf("idle: timer slack: %v", err)
+			} else {
+				did = append(did, fmt.Sprintf("timers may fire up to %s late, so that one wake-up serves several (%s=0 keeps them punctual)", c.TimerSlack, EnvTimerSlack))
+			}
+		}
+		if one {
+			did = append(did, fmt.Sprintf("all %d processors come back when it uses more than %.2g of a core (%s=off keeps them)", all, g.Busy, EnvIdle))
+		}
+		return fmt.Sprintf("while the process uses under %.2g of a core: %s", g.Quiet, strings.Join(did, "; "))
+	}
+	g.busy = func() string {
+		var did []string
+		if one {
+			runtime.SetDefaultGOMAXPROCS()
+			did = append(did, fmt.Sprintf("Go code runs on %d processors again", runtime.GOMAXPROCS(0)))
+		}
+		if slack != nil {
+			if err := slack.set(slack.own); err != nil {
+				logf("busy: timer slack: %v", err)
+			} else {
+				did = append(did, "timers are punctual again")
+			}
+		}
+		return strings.Join(did, ", ")
+	}
+	return g
 }
 
-// step is the governor's rule: whether the process runs on one processor
-// after an interval in which it used `used` cores, having been quiet for
-// `quiet` before it, and for how long it has been quiet now.
-func (g *Governor) step(one bool, used float64, quiet time.Duration) (bool, time.Duration) {
-	if one {
+// step is the governor's rule: whether the process is idle after an
+// interval in which it used `used` cores, having been quiet for `quiet`
+// before it, and for how long it has been quiet now.
+func (g *Governor) step(idle bool, used float64, quiet time.Duration) (bool, time.Duration) {
+	if idle {
 		return used <= g.Busy, 0
 	}
 	if used >= g.Quiet {
@@ -88,24 +154,21 @@ func (g *Governor) step(one bool, used float64, quiet time.Duration) (bool, time
 	return false, quiet
 }
 
-// Run governs until ctx ends, then restores the default so that the stop
-// runs on every processor. logf reports the first switch each way; later
-// ones are not logged (an idle process may switch every few minutes).
+// Run governs until ctx ends, then leaves idle so that the stop runs on
+// every processor with punctual timers. logf reports the first switch each
+// way; later ones are not logged (an idle process may switch every few
+// minutes).
 func (g *Governor) Run(ctx context.Context, logf func(format string, args ...any)) {
-	all := g.current()
-	if all <= 1 {
-		return
-	}
 	t := time.NewTicker(g.Interval)
 	defer t.Stop()
-	one, quiet := false, time.Duration(0)
-	loggedOne, loggedAll := false, false
+	idle, quiet := false, time.Duration(0)
+	loggedIdle, loggedBusy := false, false
 	last := g.cpuTime()
 	for {
 		select {
 		case <-ctx.Done():
-			if one {
-				g.setAll()
+			if idle {
+				g.busy()
 			}
 			return
 		case <-t.C:
@@ -113,24 +176,24 @@ func (g *Governor) Run(ctx context.Context, logf func(format string, args ...any
 		now := g.cpuTime()
 		used := float64(now-last) / float64(g.Interval)
 		last = now
-		next, q := g.step(one, used, quiet)
+		next, q := g.step(idle, used, quiet)
 		quiet = q
-		if next == one {
+		if next == idle {
 			continue
 		}
-		one = next
-		if one {
-			g.setOne()
-			if !loggedOne {
-				logf("idle: Go code now runs on 1 processor while the process uses under %.2g of a core; all %d come back when it uses more than %.2g (%s=off keeps them)", g.Quiet, all, g.Busy, EnvIdle)
-				loggedOne = true
+		idle = next
+		if idle {
+			did := g.idle()
+			if !loggedIdle {
+				logf("idle: %s", did)
+				loggedIdle = true
 			}
 			continue
 		}
-		all = g.setAll()
-		if !loggedAll {
-			logf("busy: Go code runs on %d processors again (%.2f of a core used in the last %s); later switches are not logged", all, used, g.Interval)
-			loggedAll = true
+		did := g.busy()
+		if !loggedBusy {
+			logf("busy: %s (%.2f of a core used in the last %s); later switches are not logged", did, used, g.Interval)
+			loggedBusy = true
 		}
 	}
 }

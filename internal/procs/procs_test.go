@@ -3,36 +3,46 @@ package procs
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
-func TestEnabled(t *testing.T) {
+func TestConfigFromEnv(t *testing.T) {
 	for _, tc := range []struct {
-		gomaxprocs, idle string
-		want             bool
-		wantErr          string
+		gomaxprocs, idle, slack string
+		want                    Config
+		wantErr                 string
 	}{
-		{want: true},
-		{idle: "on", want: true},
-		{idle: "off", want: false},
-		{gomaxprocs: "2", want: false},
-		{gomaxprocs: "2", idle: "bogus", want: false}, // the user's GOMAXPROCS wins
+		{want: Config{OneProcessor: true, TimerSlack: DefaultTimerSlack}},
+		{idle: "on", slack: "5ms", want: Config{OneProcessor: true, TimerSlack: 5 * time.Millisecond}},
+		{idle: "off", want: Config{TimerSlack: DefaultTimerSlack}},
+		{slack: "0", want: Config{OneProcessor: true}},
+		{idle: "off", slack: "off", want: Config{}},
+		{gomaxprocs: "2", want: Config{TimerSlack: DefaultTimerSlack}},
+		{gomaxprocs: "2", idle: "bogus", want: Config{TimerSlack: DefaultTimerSlack}}, // the user's GOMAXPROCS wins
 		{idle: "1", wantErr: `CLUSTER_IDLE_GOMAXPROCS="1": want off`},
+		{slack: "20", wantErr: `CLUSTER_IDLE_TIMER_SLACK="20": want a duration up to 1s`},
+		{slack: "-1ms", wantErr: `CLUSTER_IDLE_TIMER_SLACK="-1ms"`},
+		{slack: "2s", wantErr: `CLUSTER_IDLE_TIMER_SLACK="2s"`},
 	} {
-		t.Run(fmt.Sprintf("GOMAXPROCS=%s,%s=%s", tc.gomaxprocs, EnvIdle, tc.idle), func(t *testing.T) {
+		t.Run(fmt.Sprintf("GOMAXPROCS=%s,%s=%s,%s=%s", tc.gomaxprocs, EnvIdle, tc.idle, EnvTimerSlack, tc.slack), func(t *testing.T) {
 			t.Setenv("GOMAXPROCS", tc.gomaxprocs)
 			t.Setenv(EnvIdle, tc.idle)
-			got, err := Enabled()
+			t.Setenv(EnvTimerSlack, tc.slack)
+			got, err := ConfigFromEnv()
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("Enabled() = %v, %v; want error containing %q", got, err, tc.wantErr)
+					t.Fatalf("ConfigFromEnv() = %+v, %v; want error containing %q", got, err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
-				t.Fatalf("Enabled() = %v, %v; want %v", got, err, tc.want)
+				t.Fatalf("ConfigFromEnv() = %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
 	}
@@ -74,7 +84,6 @@ func TestStep(t *testing.T) {
 // direction is logged once, and that the end restores all processors.
 func TestRun(t *testing.T) {
 	g := testGovernor()
-	g.current = func() int { return 2 }
 	g.Interval = time.Millisecond
 	g.QuietFor = 3 * time.Millisecond
 	loads := []float64{0, // the first sample, before the loop
@@ -96,18 +105,18 @@ func TestRun(t *testing.T) {
 		loads = loads[1:]
 		return cpu
 	}
-	g.setOne = func() { events = append(events, "one") }
-	g.setAll = func() int { events = append(events, "all"); return 2 }
+	g.idle = func() string { events = append(events, "idle"); return "less" }
+	g.busy = func() string { events = append(events, "busy"); return "more" }
 	var logs []string
 	g.Run(ctx, func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) })
 
-	if got, want := strings.Join(events, " "), "one all one all one all"; got != want {
-		t.Errorf("switches %q; want %q (the last: restored at the end)", got, want)
+	if got, want := strings.Join(events, " "), "idle busy idle busy idle busy"; got != want {
+		t.Errorf("switches %q; want %q (the last: busy again at the end)", got, want)
 	}
 	if len(loads) != 0 {
 		t.Errorf("%d samples left: the loop ended early", len(loads))
 	}
-	if len(logs) != 2 || !strings.HasPrefix(logs[0], "idle: Go code now runs on 1 processor") || !strings.HasPrefix(logs[1], "busy: Go code runs on 2 processors again") {
+	if len(logs) != 2 || logs[0] != "idle: less" || !strings.HasPrefix(logs[1], "busy: more (0.90 of a core") {
 		t.Errorf("logs %q; want the first switch each way", logs)
 	}
 }
@@ -121,9 +130,94 @@ func TestProcessCPU(t *testing.T) {
 	}
 }
 
-func TestRunOnOneProcessor(t *testing.T) {
-	g := testGovernor()
-	g.current = func() int { return 1 }
-	g.cpuTime = func() time.Duration { t.Fatal("sampled the CPU on a one-processor machine"); return 0 }
-	g.Run(context.Background(), t.Logf) // returns at once
+// On a one-processor machine a Governor asked only for one processor has
+// nothing to do.
+func TestNewNothingToDo(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, c := range []Config{{}, {OneProcessor: true}} {
+		if g := New(c, t.Logf); g != nil {
+			t.Errorf("New(%+v) on one processor = a Governor; want nil", c)
+		}
+	}
+}
+
+// threadSlacks reads the timer slack of each thread of this process.
+func threadSlacks(t *testing.T) map[string]int64 {
+	t.Helper()
+	tids, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, tid := range tids {
+		b, err := os.ReadFile("/proc/" + tid.Name() + "/timerslack_ns")
+		if err != nil {
+			continue // ended meanwhile
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[tid.Name()] = n
+	}
+	return out
+}
+
+// newThreadSlackOf reads the timer slack of a thread started after now.
+func newThreadSlackOf(t *testing.T) int64 {
+	t.Helper()
+	got := make(chan int64)
+	go func() {
+		// A locked goroutine that exits takes its thread with it, so the
+		// next one locked runs on a thread the runtime makes anew.
+		runtime.LockOSThread()
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", syscall.Gettid()))
+		if err != nil {
+			t.Error(err)
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		got <- n
+	}()
+	return <-got
+}
+
+// The slack is set on every thread, new threads inherit it, and the
+// threads' own comes back. Writing other threads' slack needs CAP_SYS_NICE
+// (the server runs as root, and so does CI).
+func TestThreadSlack(t *testing.T) {
+	s, err := newThreadSlack(20 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := s.own
+	for i := 0; i < 4; i++ { // more threads: goroutines blocked in syscalls
+		go func() { runtime.LockOSThread(); time.Sleep(time.Second) }()
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := s.set(s.idle); err != nil {
+		t.Fatalf("set the idle slack: %v", err)
+	}
+	defer s.set(own)
+	for tid, ns := range threadSlacks(t) {
+		if ns != s.idle {
+			t.Errorf("thread %s: slack %d ns; want %d", tid, ns, s.idle)
+		}
+	}
+	if got := len(threadSlacks(t)); got < 5 {
+		t.Errorf("%d threads; the test wants several", got)
+	}
+	if ns := newThreadSlackOf(t); ns != s.idle {
+		t.Errorf("a new thread's slack: %d ns; want %d, its maker's", ns, s.idle)
+	}
+	if err := s.set(own); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	for tid, ns := range threadSlacks(t) {
+		if ns != own {
+			t.Errorf("thread %s after restoring: slack %d ns; want %d", tid, ns, own)
+		}
+	}
+	if _, err := newThreadSlack(time.Duration(own)); err == nil {
+		t.Errorf("newThreadSlack(%d ns), the slack the threads have: no error; want one (nothing to do)", own)
+	}
 }

@@ -1,12 +1,12 @@
-// The node binaries that `cluster` bundles: runc, the containerd runc shim,
-// the CNI plugins, our flannel CNI plugin and pause. A module of its own so
-// their dependency versions never move the Kubernetes ones in ../../../go.mod.
+// The node binaries that `cluster` bundles: runc, the containerd runc shim
+// (our main around upstream's), the CNI plugins, our flannel CNI plugin and
+// pause. A module of its own so their dependency versions never move the
+// Kubernetes ones in ../../../go.mod.
 module github.com/cluster-io/cluster/agent/bundle/bins
 
 go 1.26.6
 
 tool (
-	github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 	github.com/containernetworking/plugins/plugins/ipam/host-local
 	github.com/containernetworking/plugins/plugins/main/bridge
 	github.com/containernetworking/plugins/plugins/main/loopback
@@ -15,7 +15,10 @@ tool (
 	github.com/opencontainers/runc
 )
 
-require github.com/containernetworking/cni v1.3.1
+require (
+	github.com/containerd/containerd/v2 v2.4.2
+	github.com/containernetworking/cni v1.3.1
+)
 
 require (
 	cyphar.com/go-pathrs v0.2.6 // indirect
@@ -30,7 +33,6 @@ require (
 	github.com/containerd/cgroups/v3 v3.1.3 // indirect
 	github.com/containerd/console v1.0.5 // indirect
 	github.com/containerd/containerd/api v1.12.0 // indirect
-	github.com/containerd/containerd/v2 v2.4.2 // indirect
 	github.com/containerd/continuity v0.5.0 // indirect
 	github.com/containerd/errdefs v1.0.0 // indirect
 	github.com/containerd/errdefs/pkg v0.3.0 // indirect
