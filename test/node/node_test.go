@@ -257,16 +257,7 @@ func TestSingleNodeRunsPodsOffline(t *testing.T) {
 		}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		harness.WaitFor(t, 2*time.Minute, "pod punctual running", func() error {
-			p, err := c.CoreV1().Pods("default").Get(context.Background(), "punctual", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if p.Status.Phase != corev1.PodRunning {
-				return fmt.Errorf("pod punctual %s", p.Status.Phase)
-			}
-			return nil
-		})
+		harness.WaitFor(t, 2*time.Minute, "pod punctual running", func() error { return podRunning(c, "punctual") })
 		shims, err := shimTree(n.dataDir)
 		if err != nil {
 			t.Fatal(err)
@@ -459,17 +450,19 @@ func runClientPod(t *testing.T, c *kubernetes.Clientset) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	harness.WaitFor(t, 2*time.Minute, "client pod running", func() error {
-		p, err := c.CoreV1().Pods("default").Get(context.Background(), "client", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if p.Status.Phase != corev1.PodRunning {
-			return fmt.Errorf("client pod %s", p.Status.Phase)
-		}
-		return nil
-	})
+	harness.WaitFor(t, 2*time.Minute, "client pod running", func() error { return podRunning(c, "client") })
 	return "client"
+}
+
+func podRunning(c *kubernetes.Clientset, name string) error {
+	p, err := c.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if p.Status.Phase != corev1.PodRunning {
+		return fmt.Errorf("pod %s %s", name, p.Status.Phase)
+	}
+	return nil
 }
 
 func nodeReady(c *kubernetes.Clientset) error {
