@@ -100,6 +100,12 @@ func New(c Config, logf func(format string, args ...any)) *Governor {
 	if !one && slack == nil {
 		return nil
 	}
+	return newGovernor(c, one, slack, logf)
+}
+
+// newGovernor switches to one processor if one, and slack if not nil.
+func newGovernor(c Config, one bool, slack *threadSlack, logf func(format string, args ...any)) *Governor {
+	all := runtime.GOMAXPROCS(0)
 	g := &Governor{Interval: time.Second, Busy: 0.5, Quiet: 0.25, QuietFor: 10 * time.Second, cpuTime: processCPU}
 	g.idle = func() string {
 		var did []string
@@ -109,13 +115,19 @@ func New(c Config, logf func(format string, args ...any)) *Governor {
 		}
 		if slack != nil {
 			if err := slack.set(slack.idle); err != nil {
-				logf("idle: timer slack: %v", err)
+				// Said once: the next switch would fail the same way.
+				logf("idle: leaving the threads' timer slack alone from now on: %v", err)
+				_ = slack.set(slack.own)
+				slack = nil
 			} else {
 				did = append(did, fmt.Sprintf("timers may fire up to %s late, so that one wake-up serves several (%s=0 keeps them punctual)", c.TimerSlack, EnvTimerSlack))
 			}
 		}
 		if one {
 			did = append(did, fmt.Sprintf("all %d processors come back when it uses more than %.2g of a core (%s=off keeps them)", all, g.Busy, EnvIdle))
+		}
+		if len(did) == 0 {
+			return "nothing changes (see the line above)"
 		}
 		return fmt.Sprintf("while the process uses under %.2g of a core: %s", g.Quiet, strings.Join(did, "; "))
 	}
@@ -127,10 +139,13 @@ func New(c Config, logf func(format string, args ...any)) *Governor {
 		}
 		if slack != nil {
 			if err := slack.set(slack.own); err != nil {
-				logf("busy: timer slack: %v", err)
+				logf("busy: timer slack: %v", err) // tried again at the next switch
 			} else {
 				did = append(did, "timers are punctual again")
 			}
+		}
+		if len(did) == 0 {
+			return "nothing to restore"
 		}
 		return strings.Join(did, ", ")
 	}

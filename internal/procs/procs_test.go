@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -219,5 +220,25 @@ func TestThreadSlack(t *testing.T) {
 	}
 	if _, err := newThreadSlack(time.Duration(own)); err == nil {
 		t.Errorf("newThreadSlack(%d ns), the slack the threads have: no error; want one (nothing to do)", own)
+	}
+}
+
+// A slack the process may not set is reported once, and not tried again.
+func TestSlackRefused(t *testing.T) {
+	proc := t.TempDir()
+	for _, dir := range []string{"self/task/7", "7/timerslack_ns"} { // a directory: writing it fails
+		if err := os.MkdirAll(filepath.Join(proc, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs []string
+	logf := func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
+	g := newGovernor(Config{TimerSlack: time.Millisecond}, false, &threadSlack{own: 50000, idle: 1000000, proc: proc}, logf)
+	for i := 0; i < 3; i++ {
+		g.idle()
+		g.busy()
+	}
+	if len(logs) != 1 || !strings.Contains(logs[0], "leaving the threads' timer slack alone from now on") {
+		t.Errorf("logs %q; want one line saying the slack is left alone", logs)
 	}
 }

@@ -46,8 +46,9 @@ func timerSlackFromEnv() (time.Duration, error) {
 // why the bundled containerd shim sets its own back to the kernel's before
 // it starts containers.
 type threadSlack struct {
-	own  int64 // ns, what the threads had
-	idle int64 // ns, while idle
+	own  int64  // ns, what the threads had
+	idle int64  // ns, while idle
+	proc string // where procfs is mounted
 }
 
 func newThreadSlack(idle time.Duration) (*threadSlack, error) {
@@ -62,20 +63,20 @@ func newThreadSlack(idle time.Duration) (*threadSlack, error) {
 	if own >= idle.Nanoseconds() {
 		return nil, fmt.Errorf("it is %s already", time.Duration(own))
 	}
-	return &threadSlack{own: own, idle: idle.Nanoseconds()}, nil
+	return &threadSlack{own: own, idle: idle.Nanoseconds(), proc: "/proc"}, nil
 }
 
 // set writes ns to /proc/TID/timerslack_ns of each thread (a thread's own
 // entry, which /proc/self/task/TID lacks); writing another thread's needs
 // CAP_SYS_NICE, which the server and agent, running as root, have.
 func (s *threadSlack) set(ns int64) error {
-	tids, err := os.ReadDir("/proc/self/task")
+	tids, err := os.ReadDir(s.proc + "/self/task")
 	if err != nil {
 		return err
 	}
 	value := []byte(strconv.FormatInt(ns, 10))
 	for _, tid := range tids {
-		err := writeExisting("/proc/"+tid.Name()+"/timerslack_ns", value)
+		err := writeExisting(s.proc+"/"+tid.Name()+"/timerslack_ns", value)
 		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ESRCH) {
 			return err // a thread that ended meanwhile is no error
 		}
