@@ -86,8 +86,7 @@ type Governor struct {
 // nil if it would have nothing to do: c asks for nothing, or the machine
 // has one processor and c asks for no timer slack.
 func New(c Config, logf func(format string, args ...any)) *Governor {
-	all := runtime.GOMAXPROCS(0)
-	one := c.OneProcessor && all > 1
+	one := c.OneProcessor && runtime.GOMAXPROCS(0) > 1
 	var slack *threadSlack
 	if c.TimerSlack > 0 {
 		s, err := newThreadSlack(c.TimerSlack)
@@ -100,11 +99,11 @@ func New(c Config, logf func(format string, args ...any)) *Governor {
 	if !one && slack == nil {
 		return nil
 	}
-	return newGovernor(c, one, slack, logf)
+	return newGovernor(one, slack, logf)
 }
 
 // newGovernor switches to one processor if one, and slack if not nil.
-func newGovernor(c Config, one bool, slack *threadSlack, logf func(format string, args ...any)) *Governor {
+func newGovernor(one bool, slack *threadSlack, logf func(format string, args ...any)) *Governor {
 	all := runtime.GOMAXPROCS(0)
 	g := &Governor{Interval: time.Second, Busy: 0.5, Quiet: 0.25, QuietFor: 10 * time.Second, cpuTime: processCPU}
 	g.idle = func() string {
@@ -120,7 +119,7 @@ func newGovernor(c Config, one bool, slack *threadSlack, logf func(format string
 				_ = slack.set(slack.own)
 				slack = nil
 			} else {
-				did = append(did, fmt.Sprintf("timers may fire up to %s late, so that one wake-up serves several (%s=0 keeps them punctual)", c.TimerSlack, EnvTimerSlack))
+				did = append(did, fmt.Sprintf("timers may fire up to %s late, so that one wake-up serves several (%s=0 keeps them punctual)", time.Duration(slack.idle), EnvTimerSlack))
 			}
 		}
 		if one {

@@ -233,7 +233,7 @@ func TestSlackRefused(t *testing.T) {
 	}
 	var logs []string
 	logf := func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
-	g := newGovernor(Config{TimerSlack: time.Millisecond}, false, &threadSlack{own: 50000, idle: 1000000, proc: proc}, logf)
+	g := newGovernor(false, &threadSlack{own: 50000, idle: 1000000, proc: proc}, logf)
 	for i := 0; i < 3; i++ {
 		g.idle()
 		g.busy()
