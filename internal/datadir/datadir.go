@@ -6,6 +6,7 @@ package datadir
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,8 +49,8 @@ func Claim(dir string) (*Lock, error) {
 	}
 	marker := filepath.Join(abs, MarkerName)
 	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
-		if len(entries) > 0 && !onlyAirgapImages(abs, entries) {
-			return nil, fmt.Errorf("data dir %s is not empty and was not created by cluster (no %s); choose an empty or new directory", abs, MarkerName)
+		if len(entries) > 0 && !onlySeeds(abs) {
+			return nil, fmt.Errorf("data dir %s is not empty and was not created by cluster (no %s); choose an empty or new directory (before its first start it may hold only %s)", abs, MarkerName, strings.Join(seedDirs, ", "))
 		}
 		if err := os.WriteFile(marker, []byte("cluster data directory; do not remove\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("data dir %s is not writable: %w", abs, err)
@@ -75,16 +76,37 @@ func Claim(dir string) (*Lock, error) {
 	return &Lock{file: f}, nil
 }
 
-// onlyAirgapImages reports whether the directory holds nothing but
-// agent/images/: image archives an air-gapped install drops in before the
-// first start, as k3s users do.
-func onlyAirgapImages(dir string, entries []os.DirEntry) bool {
-	if len(entries) != 1 || entries[0].Name() != "agent" || !entries[0].IsDir() {
-		return false
-	}
-	sub, err := os.ReadDir(filepath.Join(dir, "agent"))
-	return err == nil && len(sub) == 1 && sub[0].Name() == "images" && sub[0].IsDir()
+// seedDirs are what a user may put into a data directory before its first
+// start, as k3s users do: image archives for an air-gapped node, containerd
+// config drop-ins, and manifests for the server to apply.
+var seedDirs = []string{"agent/images", "agent/etc/containerd/config.d", "server/manifests"}
+
+// onlySeeds reports whether everything in dir lies in one of seedDirs (or is
+// a directory on the way to one).
+func onlySeeds(dir string) bool {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		for _, seed := range seedDirs {
+			if rel == seed && d.IsDir() {
+				return fs.SkipDir
+			}
+			if d.IsDir() && strings.HasPrefix(seed, rel+"/") {
+				return nil
+			}
+		}
+		return errNotSeed
+	})
+	return err == nil
 }
+
+var errNotSeed = errors.New("not a seed path")
 
 // Release unlocks the directory.
 func (l *Lock) Release() error {

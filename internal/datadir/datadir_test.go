@@ -68,7 +68,7 @@ func TestUnreadableDir(t *testing.T) {
 	}
 }
 
-func TestAirgapImagesBeforeFirstStart(t *testing.T) {
+func TestSeedsBeforeFirstStart(t *testing.T) {
 	cases := []struct {
 		name  string
 		files []string
@@ -77,13 +77,21 @@ func TestAirgapImagesBeforeFirstStart(t *testing.T) {
 		{"only agent/images", []string{"agent/images/app.tar"}, true},
 		{"agent has more", []string{"agent/images/app.tar", "agent/other"}, false},
 		{"a sibling of agent", []string{"agent/images/app.tar", "notes.txt"}, false},
+		{"containerd drop-in", []string{"agent/etc/containerd/config.d/90-debug.toml"}, true},
+		{"manifests and images", []string{"server/manifests/app.yaml", "agent/images/app.tar", "agent/images/more/b.tar"}, true},
+		{"file on the way to a seed", []string{"agent/etc/containerd/config.toml"}, false},
+		{"seed name as a file", []string{"server/manifests"}, false},
+		{"server state", []string{"server/manifests/app.yaml", "server/token"}, false},
+		{"empty seed dirs", []string{"server/manifests/", "agent/etc/"}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			for _, f := range c.files {
 				os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755)
-				os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644)
+				if !strings.HasSuffix(f, "/") {
+					os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644)
+				}
 			}
 			l, err := Claim(dir)
 			if (err == nil) != c.ok {
