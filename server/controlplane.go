@@ -144,13 +144,16 @@ func (c controlPlane) apiServerArgs(extra []string) []string {
 		// the identity Lease nor the peer-proxy Lease exists. Servers on
 		// etcd or a shared database keep upstream's defaults.
 		m["endpoint-reconciler-type"] = "master-count"
-		m["feature-gates"] = "APIServerIdentity=false,UnknownVersionInteroperabilityProxy=false"
 		// Counting every resource's objects each minute is ~55 datastore
 		// reads a minute on an idle cluster; the counts feed only the apiserver_storage_objects metric
 		// and the cost estimate of list requests for priority and fairness,
 		// which then charges every list the minimum, as it does for
-		// aggregated APIs.
+		// aggregated APIs. The object sizes that estimate would use
+		// (SizeBasedListCostEstimate) are then read by nothing, yet each
+		// resource's estimator still asks the datastore for its revision
+		// every minute or so: another ~60 reads a minute.
 		m["etcd-count-metric-poll-period"] = "0"
+		m["feature-gates"] = "APIServerIdentity=false,SizeBasedListCostEstimate=false,UnknownVersionInteroperabilityProxy=false"
 	}
 	if c.sharedKine {
 		// kine sends a watch progress notification only while its poll loop

@@ -26,7 +26,7 @@ func TestAPIServerFootprintDefaults(t *testing.T) {
 		{"sole server", sole, nil, map[string]string{
 			"etcd-count-metric-poll-period": "0",
 			"endpoint-reconciler-type":      "master-count",
-			"feature-gates":                 "APIServerIdentity=false,UnknownVersionInteroperabilityProxy=false",
+			"feature-gates":                 "APIServerIdentity=false,SizeBasedListCostEstimate=false,UnknownVersionInteroperabilityProxy=false",
 		}},
 		{"sole server, upstream's back", sole, []string{"--etcd-count-metric-poll-period=1m", "--endpoint-reconciler-type=lease"}, map[string]string{
 			"etcd-count-metric-poll-period": "1m",
