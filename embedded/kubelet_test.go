@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"testing"
@@ -30,5 +31,22 @@ func TestKubeletNodeLeaseDurationFlag(t *testing.T) {
 		if kc.NodeLeaseDurationSeconds != tc.want {
 			t.Errorf("%v: nodeLeaseDurationSeconds %d, want %d", tc.args, kc.NodeLeaseDurationSeconds, tc.want)
 		}
+	}
+}
+
+// cAdvisor's housekeeping interval is a process-wide flag of its own that
+// the kubelet's flag set carries: --housekeeping-interval must reach it.
+func TestKubeletHousekeepingIntervalFlag(t *testing.T) {
+	f := flag.Lookup("housekeeping_interval")
+	if f == nil {
+		t.Fatal("cAdvisor's housekeeping_interval flag is not registered")
+	}
+	before := f.Value.String()
+	t.Cleanup(func() { f.Value.Set(before) })
+	if _, _, err := kubeletConfiguration(context.Background(), []string{"--housekeeping-interval=30s"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Value.String(); got != "30s" {
+		t.Errorf("housekeeping_interval %s after --housekeeping-interval=30s, want 30s", got)
 	}
 }

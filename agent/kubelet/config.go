@@ -193,16 +193,25 @@ func (c *Config) Write() error {
 	return os.WriteFile(c.ConfigPath, b, 0o600)
 }
 
+// HousekeepingInterval is how often the kubelet's cAdvisor reads each
+// container's cgroup files (upstream: 10s; cAdvisor waits between one and
+// two intervals). Only the cached per-container stats get older, what
+// metrics-server (60 s resolution) and the summary API report; the
+// eviction manager asks for fresh node stats itself every 10 s.
+// --kubelet-arg=housekeeping-interval=10s restores upstream's.
+const HousekeepingInterval = "30s"
+
 // Args are the kubelet's flags (what has no config field), then the
 // user's --kubelet-arg overrides.
 func (c *Config) Args() []string {
 	m := map[string]string{
-		"config":            c.ConfigPath,
-		"kubeconfig":        c.KubeconfigPath,
-		"root-dir":          c.RootDir,
-		"cert-dir":          filepath.Join(c.RootDir, "pki"),
-		"hostname-override": c.NodeName,
-		"node-ip":           c.NodeIP,
+		"housekeeping-interval": HousekeepingInterval,
+		"config":                c.ConfigPath,
+		"kubeconfig":            c.KubeconfigPath,
+		"root-dir":              c.RootDir,
+		"cert-dir":              filepath.Join(c.RootDir, "pki"),
+		"hostname-override":     c.NodeName,
+		"node-ip":               c.NodeIP,
 	}
 	if len(c.NodeLabels) > 0 {
 		m["node-labels"] = strings.Join(c.NodeLabels, ",")

@@ -1,6 +1,7 @@
 package kubelet
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -67,6 +68,21 @@ func TestArgsTakeUserOverrides(t *testing.T) {
 	}
 	if strings.Contains(args, "10.0.0.1") {
 		t.Errorf("user override not applied: %s", args)
+	}
+}
+
+func TestHousekeepingIntervalDefault(t *testing.T) {
+	for _, tc := range []struct {
+		extra []string
+		want  string
+	}{
+		{nil, "--housekeeping-interval=30s"},
+		{[]string{"housekeeping-interval=10s"}, "--housekeeping-interval=10s"},
+	} {
+		args := (&Config{ExtraArgs: tc.extra}).Args()
+		if !slices.Contains(args, tc.want) {
+			t.Errorf("extra %v: args lack %s: %v", tc.extra, tc.want, args)
+		}
 	}
 }
 
