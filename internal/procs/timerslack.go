@@ -70,15 +70,28 @@ func newThreadSlack(idle time.Duration) (*threadSlack, error) {
 // entry, which /proc/self/task/TID lacks); writing another thread's needs
 // CAP_SYS_NICE, which the server and agent, running as root, have.
 func (s *threadSlack) set(ns int64) error {
-	tids, err := os.ReadDir(s.proc + "/self/task")
-	if err != nil {
-		return err
-	}
 	value := []byte(strconv.FormatInt(ns, 10))
-	for _, tid := range tids {
-		err := writeExisting(s.proc+"/"+tid.Name()+"/timerslack_ns", value)
-		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ESRCH) {
-			return err // a thread that ended meanwhile is no error
+	done := map[string]bool{}
+	// A thread made during a pass by one not yet written inherits the old
+	// slack: list again until a pass finds no thread it has not written.
+	for pass := 0; pass < 5; pass++ {
+		tids, err := os.ReadDir(s.proc + "/self/task")
+		if err != nil {
+			return err
+		}
+		wrote := false
+		for _, tid := range tids {
+			if done[tid.Name()] {
+				continue
+			}
+			done[tid.Name()], wrote = true, true
+			err := writeExisting(s.proc+"/"+tid.Name()+"/timerslack_ns", value)
+			if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ESRCH) {
+				return err // a thread that ended meanwhile is no error
+			}
+		}
+		if !wrote {
+			return nil
 		}
 	}
 	return nil
