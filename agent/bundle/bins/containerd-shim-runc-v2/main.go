@@ -39,23 +39,35 @@ func main() {
 
 // resetTimerSlack sets the slack of each thread of this process to ns if
 // it is larger. The Go runtime has made a few threads before main runs;
-// those it makes later inherit the slack of the one making them.
+// those it makes later inherit the slack of the one making them, so a
+// thread made during a pass by one not yet reset is found by listing again.
 func resetTimerSlack(ns int64) error {
 	if own, err := readSlack("self"); err != nil || own <= ns {
 		return err
 	}
-	tids, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, tid := range tids {
-		f, err := os.OpenFile("/proc/"+tid.Name()+"/timerslack_ns", os.O_WRONLY, 0)
-		if err == nil {
-			_, err = f.WriteString(strconv.FormatInt(ns, 10))
-			f.Close()
+	done := map[string]bool{}
+	for pass := 0; pass < 5; pass++ {
+		tids, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
 		}
-		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ESRCH) {
-			return err // a thread that ended meanwhile is no error
+		wrote := false
+		for _, tid := range tids {
+			if done[tid.Name()] {
+				continue
+			}
+			done[tid.Name()], wrote = true, true
+			f, err := os.OpenFile("/proc/"+tid.Name()+"/timerslack_ns", os.O_WRONLY, 0)
+			if err == nil {
+				_, err = f.WriteString(strconv.FormatInt(ns, 10))
+				f.Close()
+			}
+			if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ESRCH) {
+				return err // a thread that ended meanwhile is no error
+			}
+		}
+		if !wrote {
+			return nil
 		}
 	}
 	return nil
