@@ -109,7 +109,7 @@ func (i Idle) Run(ctx context.Context, logf func(format string, args ...any)) {
 	if n, err := Release(); err != nil {
 		logf("releasing the start's pages of the binary: %v", err)
 	} else {
-		logf("released the start's pages of the binary (%d MB mapped read-only; resident %d → %d MB)", n>>20, before>>20, residentBytes()>>20)
+		logf("released the start's pages of the binary and dropped them from the page cache (%d MB mapped read-only, now read a page at a time; resident %d → %d MB)", n>>20, before>>20, residentBytes()>>20)
 	}
 	if i.Governor.Any() {
 		if g := procs.New(i.Governor, logf); g != nil {

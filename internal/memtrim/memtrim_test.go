@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +122,60 @@ func TestReleaseUnmapsAndKeepsContent(t *testing.T) {
 	if mapped, _ := mappedPages(t, start, len(blob)); mapped != pages {
 		t.Errorf("read again, %d of %d pages mapped", mapped, pages)
 	}
+}
+
+// After Release a page the process touches comes back alone: its untouched
+// neighbours are neither mapped with it (fault-around maps only cached
+// pages, and they left the cache) nor read ahead (MADV_RANDOM).
+func TestReleaseFaultsInOnlyTouchedPages(t *testing.T) {
+	start := uintptr(unsafe.Pointer(unsafe.StringData(blob)))
+	var sum byte
+	for i := 0; i < len(blob); i += 512 {
+		sum += blob[i] // every page cached and mapped
+	}
+	if _, err := Release(); err != nil {
+		t.Fatal(err)
+	}
+	flags := vmFlagsAt(t, start)
+	if !slices.Contains(flags, "rr") {
+		t.Errorf("the blob's mapping has VmFlags %v after Release; want rr (random read)", flags)
+	}
+	mid := len(blob) / 2
+	sum += blob[mid]
+	mapped, pages := mappedPages(t, start, len(blob))
+	if mapped == 0 || mapped > 2 {
+		t.Errorf("after Release and reading one byte, %d of the blob's %d pages mapped (%d); want that page alone", mapped, pages, sum)
+	}
+}
+
+// vmFlagsAt is the VmFlags line of the mapping holding addr
+// (/proc/self/smaps).
+func vmFlagsAt(t *testing.T, addr uintptr) []string {
+	t.Helper()
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside := false
+	for _, line := range strings.Split(string(smaps), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if lo, hi, ok := strings.Cut(f[0], "-"); ok && !strings.HasSuffix(f[0], ":") {
+			a, err1 := strconv.ParseUint(lo, 16, 64)
+			b, err2 := strconv.ParseUint(hi, 16, 64)
+			if err1 == nil && err2 == nil {
+				inside = uint64(addr) >= a && uint64(addr) < b
+				continue
+			}
+		}
+		if inside && f[0] == "VmFlags:" {
+			return f[1:]
+		}
+	}
+	t.Fatalf("no mapping holds %#x in /proc/self/smaps", addr)
+	return nil
 }
 
 // faultAround is the kernel's default fault_around_bytes (64 kB) in pages.
