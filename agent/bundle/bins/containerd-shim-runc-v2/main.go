@@ -1,7 +1,8 @@
 // Command containerd-shim-runc-v2 is containerd's runc shim, upstream's
 // (the same manager and task plugin as its cmd/containerd-shim-runc-v2),
 // which first sets every one of its threads' timer slack back to the
-// kernel's default.
+// kernel's default, and gives back what only its start used a minute later
+// (release.go).
 //
 // An idle server or agent lets the kernel fire its timers late, so that
 // one wake-up serves several (internal/procs, CLUSTER_IDLE_TIMER_SLACK); a
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/manager"
 	_ "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/task/plugin"
@@ -33,6 +35,15 @@ func main() {
 	if err := resetTimerSlack(kernelTimerSlack); err != nil {
 		// The containers would fire their timers late, not fail: say so and go on.
 		fmt.Fprintln(os.Stderr, "containerd-shim-runc-v2: timer slack:", err)
+	}
+	if d := trimAfter(); d > 0 {
+		// Fires only in the shim that serves a pod; the one containerd
+		// runs to start it exits well before.
+		time.AfterFunc(d, func() {
+			if err := releaseStart(); err != nil {
+				fmt.Fprintln(os.Stderr, "containerd-shim-runc-v2: releasing the start's pages:", err)
+			}
+		})
 	}
 	shim.RunShim(context.Background(), manager.NewShimManager("io.containerd.runc.v2"))
 }
