@@ -52,6 +52,8 @@ func main() {
 // it is larger. The Go runtime has made a few threads before main runs;
 // those it makes later inherit the slack of the one making them, so a
 // thread made during a pass by one not yet reset is found by listing again.
+// internal/procs (threadSlack.set) does the same for the server and agent;
+// this module cannot import it (a module of its own, see go.mod).
 func resetTimerSlack(ns int64) error {
 	if own, err := readSlack("self"); err != nil || own <= ns {
 		return err
