@@ -58,6 +58,7 @@ func RunAPIServer(ctx context.Context, args []string, routes map[string]http.Han
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
+	hooks := takeOverBootstrapHooks(config.KubeAPIs.ControlPlane.Generic, config.KubeAPIs.ControlPlane.APIResourceConfigSource)
 	done, err := config.Complete()
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
@@ -68,6 +69,9 @@ func RunAPIServer(ctx context.Context, args []string, routes map[string]http.Han
 	}
 	for path, h := range routes {
 		chain.GenericAPIServer.Handler.NonGoRestfulMux.Handle(path, h)
+	}
+	if err := hooks.add(chain.GenericAPIServer); err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
 	}
 	prepared, err := chain.PrepareRun()
 	if err != nil {

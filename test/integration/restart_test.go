@@ -74,6 +74,35 @@ func checkObjects(t *testing.T, c *kubernetes.Clientset) {
 	}
 }
 
+// bootstrapRole is one of upstream's bootstrap cluster roles that nothing in
+// these tests uses.
+const bootstrapRole = "system:heapster"
+
+// checkBootstrapped: the apiserver's bootstrap hooks (embedded/bootstraphooks.go
+// runs them in place of upstream's) made the RBAC policy and the system
+// priority classes, and /readyz lists them under upstream's names.
+func checkBootstrapped(t *testing.T, c *kubernetes.Clientset) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := c.RbacV1().ClusterRoles().Get(ctx, bootstrapRole, metav1.GetOptions{}); err != nil {
+		t.Errorf("bootstrap cluster role %s not made again at the restart: %v", bootstrapRole, err)
+	}
+	for _, pc := range []string{"system-node-critical", "system-cluster-critical"} {
+		if _, err := c.SchedulingV1().PriorityClasses().Get(ctx, pc, metav1.GetOptions{}); err != nil {
+			t.Errorf("priority class %s: %v", pc, err)
+		}
+	}
+	body, err := c.Discovery().RESTClient().Get().AbsPath("/readyz").Param("verbose", "").DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("readyz: %v", err)
+	}
+	for _, hook := range []string{"rbac/bootstrap-roles", "scheduling/bootstrap-system-priority-classes"} {
+		if line := "[+]poststarthook/" + hook + " ok"; !strings.Contains(string(body), line) {
+			t.Errorf("readyz lacks %q:\n%s", line, body)
+		}
+	}
+}
+
 func TestRestartKeepsObjects(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
@@ -84,6 +113,10 @@ func TestRestartKeepsObjects(t *testing.T) {
 				t.Fatal(err)
 			}
 			createObjects(t, c)
+			// A bootstrap role the apiserver must make again at its restart.
+			if err := c.RbacV1().ClusterRoles().Delete(context.Background(), bootstrapRole, metav1.DeleteOptions{}); err != nil {
+				t.Fatalf("delete cluster role %s: %v", bootstrapRole, err)
+			}
 			caBefore, err := os.ReadFile(filepath.Join(s.dataDir, "server", "tls", "server-ca.crt"))
 			if err != nil {
 				t.Fatal(err)
@@ -110,6 +143,7 @@ func TestRestartKeepsObjects(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkObjects(t, c)
+			checkBootstrapped(t, c)
 			caAfter, _ := os.ReadFile(filepath.Join(s.dataDir, "server", "tls", "server-ca.crt"))
 			if string(caAfter) != string(caBefore) {
 				t.Error("server CA changed across restart")
