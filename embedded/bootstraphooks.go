@@ -51,7 +51,7 @@ type bootstrapHooks struct {
 // after NewConfig, which copied the generic config (and its set of
 // disabled hooks) into the aggregator's and apiextensions' configs: the
 // kube APIs' server gets a set of its own, so the outermost server, the
-// aggregator, can still take hooks by these names (addBootstrapHooks).
+// aggregator, can still take hooks by these names (bootstrapHooks.add).
 func takeOverBootstrapHooks(generic *genericapiserver.Config, apis serverstorage.APIResourceConfigSource) bootstrapHooks {
 	h := bootstrapHooks{
 		rbac: !generic.DisabledPostStartHooks.Has(rbacrest.PostStartHookName) &&
