@@ -10,7 +10,6 @@ import (
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -105,13 +104,12 @@ func rbacPolicy() *rbacrest.PolicyData {
 }
 
 func bootstrapRBAC(hc genericapiserver.PostStartHookContext) error {
+	client, err := kubernetes.NewForConfig(hc.LoopbackClientConfig)
+	if err != nil {
+		return fmt.Errorf("unable to initialize roles: %w", err)
+	}
 	policy := rbacPolicy()
-	err := tryNowThenEvery(hc, bootstrapRetryEvery, bootstrapGiveUp, func(context.Context) (bool, error) {
-		client, err := kubernetes.NewForConfig(hc.LoopbackClientConfig)
-		if err != nil {
-			utilruntime.HandleError(fmt.Errorf("unable to initialize client set: %w", err))
-			return false, nil
-		}
+	err = tryNowThenEvery(hc, bootstrapRetryEvery, bootstrapGiveUp, func(context.Context) (bool, error) {
 		return ensureRBACPolicy(policy, client)
 	})
 	if err != nil {
