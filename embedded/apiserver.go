@@ -59,6 +59,7 @@ func RunAPIServer(ctx context.Context, args []string, routes map[string]http.Han
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
 	hooks := takeOverBootstrapHooks(config.KubeAPIs.ControlPlane.Generic, config.KubeAPIs.ControlPlane.APIResourceConfigSource)
+	openAPI := takeOverOpenAPI(config.KubeAPIs.ControlPlane.Generic)
 	done, err := config.Complete()
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
@@ -73,10 +74,14 @@ func RunAPIServer(ctx context.Context, args []string, routes map[string]http.Han
 	if err := hooks.add(chain.GenericAPIServer); err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
+	if err := openAPI.install(chain.GenericAPIServer); err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
 	prepared, err := chain.PrepareRun()
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
+	openAPI.started()
 	if err := prepared.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}

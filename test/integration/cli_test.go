@@ -184,6 +184,43 @@ func TestSecureDefaultsAndKubectl(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Kubernetes v1.37") {
 		t.Errorf("version: %v %s", err, out)
 	}
+
+	checkOpenAPI(t, []string{"KUBECONFIG=" + s.kubeconfig})
+}
+
+// checkOpenAPI: the kube APIs' OpenAPI v2 document is built at its first
+// request (embedded/openapi.go), so the first request must get the whole
+// merged document (built-in types, apiextensions, the aggregator's own
+// group) and later ones the same; v3 and kubectl explain answer.
+func checkOpenAPI(t *testing.T, env []string) {
+	t.Helper()
+	v2, err := run(t, env, "kubectl", "get", "--raw", "/openapi/v2")
+	if err != nil {
+		t.Fatalf("GET /openapi/v2: %v\n%.500s", err, v2)
+	}
+	for _, want := range []string{`"io.k8s.api.core.v1.Pod"`, `"/api/v1/namespaces/{namespace}/pods"`,
+		`"/apis/apps/v1/namespaces/{namespace}/deployments"`, `"/apis/apiextensions.k8s.io/v1/customresourcedefinitions"`,
+		`"/apis/apiregistration.k8s.io/v1/apiservices"`} {
+		if !strings.Contains(v2, want) {
+			t.Errorf("/openapi/v2 lacks %s", want)
+		}
+	}
+	if again, err := run(t, env, "kubectl", "get", "--raw", "/openapi/v2"); err != nil || again != v2 {
+		t.Errorf("a second GET /openapi/v2 differs from the first (%d → %d bytes): %v", len(v2), len(again), err)
+	}
+	for path, want := range map[string]string{
+		"/openapi/v3":              `"apis/apps/v1"`,
+		"/openapi/v3/api/v1":       `"io.k8s.api.core.v1.Pod"`,
+		"/openapi/v3/apis/apps/v1": `"io.k8s.api.apps.v1.Deployment"`,
+	} {
+		out, err := run(t, env, "kubectl", "get", "--raw", path)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("GET %s: %v, want %s in\n%.500s", path, err, want, out)
+		}
+	}
+	if out, err := run(t, env, "kubectl", "explain", "deployment.spec.replicas"); err != nil || !strings.Contains(out, "replicas") {
+		t.Errorf("kubectl explain: %v\n%s", err, out)
+	}
 }
 
 // A node needs iptables: without it on PATH the server refuses before
