@@ -48,9 +48,10 @@ func openAPITestServer(builds *atomic.Int32) (*restful.Container, *mux.PathRecor
 	return c, mux.NewPathRecorderMux("test"), config
 }
 
-func getOpenAPI(t *testing.T, h http.Handler, accept string) (int, string) {
+// get asks h for path, accepting the given media type.
+func get(t *testing.T, h http.Handler, path, accept string) (int, string) {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodGet, "/openapi/v2", nil)
+	req := httptest.NewRequest(http.MethodGet, path, nil)
 	req.Header.Set("Accept", accept)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -66,7 +67,7 @@ func TestOpenAPIV2IsBuiltAtTheFirstRequestOnly(t *testing.T) {
 		t.Fatalf("document built %d times before any request, want 0", n)
 	}
 
-	code, body := getOpenAPI(t, m, "application/json")
+	code, body := get(t, m, "/openapi/v2", "application/json")
 	if code != http.StatusOK {
 		t.Fatalf("GET /openapi/v2 = %d: %s", code, body)
 	}
@@ -75,10 +76,10 @@ func TestOpenAPIV2IsBuiltAtTheFirstRequestOnly(t *testing.T) {
 			t.Errorf("document lacks %s:\n%s", want, body)
 		}
 	}
-	if code, _ := getOpenAPI(t, m, "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"); code != http.StatusOK {
+	if code, _ := get(t, m, "/openapi/v2", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"); code != http.StatusOK {
 		t.Errorf("GET /openapi/v2 as protobuf = %d", code)
 	}
-	if _, again := getOpenAPI(t, m, "application/json"); again != body {
+	if _, again := get(t, m, "/openapi/v2", "application/json"); again != body {
 		t.Error("the second answer differs from the first")
 	}
 	if n := builds.Load(); n != 1 {
@@ -91,7 +92,7 @@ func TestOpenAPIV2BuildErrorIs503(t *testing.T) {
 	c, m, config := openAPITestServer(&builds)
 	config.GetDefinitions = func(common.ReferenceCallback) map[string]common.OpenAPIDefinition { return nil } // Widget undefined
 	serveOpenAPIV2Lazily(c, m, config)
-	if code, body := getOpenAPI(t, m, "application/json"); code != http.StatusServiceUnavailable {
+	if code, body := get(t, m, "/openapi/v2", "application/json"); code != http.StatusServiceUnavailable {
 		t.Errorf("GET /openapi/v2 with a broken config = %d, want 503: %s", code, body)
 	}
 }
@@ -200,16 +201,6 @@ func TestOpenAPIConfigsKeepNoBuildAlive(t *testing.T) {
 	if _, _, err := generic.OpenAPIConfig.GetOperationIDAndTagsFromRoute(nil); err == nil {
 		t.Error("a non-restful route was accepted")
 	}
-}
-
-func get(t *testing.T, h http.Handler, path, accept string) (int, string) {
-	t.Helper()
-	req := httptest.NewRequest(http.MethodGet, path, nil)
-	req.Header.Set("Accept", accept)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	body, _ := io.ReadAll(rec.Body)
-	return rec.Code, string(body)
 }
 
 // The v3 handler (upstream's handler3) must serve a group's whole document,
