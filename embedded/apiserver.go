@@ -36,6 +36,9 @@ func RunAPIServer(ctx context.Context, args []string, routes map[string]http.Han
 	if err := applyLogging("kube-apiserver", s.Logs, featureGate); err != nil {
 		return err
 	}
+	if err := shareETCDClients(); err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
 	if err := buildCRDDefinitionsNow(); err != nil {
 		klog.Warningf("kube-apiserver: building a CRD's OpenAPI ahead: %v", err)
 	}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"crypto/tls"
+	"fmt"
 	"github.com/cluster-io/cluster/test/harness"
 	"net"
 	"net/http"
@@ -186,6 +187,29 @@ func TestSecureDefaultsAndKubectl(t *testing.T) {
 	}
 
 	checkOpenAPI(t, []string{"KUBECONFIG=" + s.kubeconfig})
+	checkDatastoreConnections(t, s.cmd.Process.Pid, filepath.Join(s.dataDir, "server", "kine.sock"))
+}
+
+// checkDatastoreConnections: the apiserver's storages share one connection
+// to kine (embedded/etcdclients.go); upstream dials one per resource, ~70.
+// Accepted unix sockets carry the listener's path in /proc/net/unix.
+func checkDatastoreConnections(t *testing.T, pid int, socket string) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/unix", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockets := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == socket {
+			sockets++
+		}
+	}
+	// The listener, the apiserver's connection, and a spare for a
+	// health check's or another client's.
+	if sockets == 0 || sockets > 3 {
+		t.Errorf("%d unix sockets on %s (the listener and accepted connections), want 2–3", sockets, socket)
+	}
 }
 
 // checkOpenAPI: the kube APIs' OpenAPI v2 document is built at its first
