@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/cluster-io/cluster/agent/netrules"
 	"github.com/cluster-io/cluster/logging"
 )
 
@@ -192,12 +193,30 @@ func (n *Network) Run(ctx context.Context, ready chan<- struct{}) error {
 		return fmt.Errorf("flannel: traffic manager: %w", err)
 	}
 	prevNetwork, prevSubnet := readSubnetFile(c.SubnetFile())
-	if err := tm.SetupAndEnsureMasqRules(ctx, config.Network, prevSubnet, prevNetwork,
-		ip.IP6Net{}, ip.IP6Net{}, ip.IP6Net{}, bn.Lease(), 60, false); err != nil {
-		return fmt.Errorf("flannel: masquerade rules: %w", err)
-	}
-	tm.SetupAndEnsureForwardRules(ctx, config.Network, ip.IP6Net{}, 50)
 	lease := bn.Lease()
+	setupRules := func(ctx context.Context, again bool, masq, forward int) error {
+		if again { // nothing of an older subnet's to recycle
+			prevNetwork, prevSubnet = config.Network, lease.Subnet
+		}
+		if err := tm.SetupAndEnsureMasqRules(ctx, config.Network, prevSubnet, prevNetwork,
+			ip.IP6Net{}, ip.IP6Net{}, ip.IP6Net{}, lease, masq, false); err != nil {
+			return fmt.Errorf("flannel: masquerade rules: %w", err)
+		}
+		tm.SetupAndEnsureForwardRules(ctx, config.Network, ip.IP6Net{}, forward)
+		return nil
+	}
+	if c.NFTables {
+		if err := setupRules(ctx, false, masqResync, forwardResync); err != nil {
+			return err
+		}
+	} else {
+		guard := &iptablesGuard{every: guardEvery, list: netrules.List, setup: func(ctx context.Context, again bool) error {
+			return setupRules(ctx, again, backstopResync, backstopResync)
+		}}
+		if err := guard.start(ctx); err != nil {
+			return err
+		}
+	}
 	if err := sm.HandleSubnetFile(c.SubnetFile(), config, true, lease.Subnet, lease.IPv6Subnet, bn.MTU()); err != nil {
 		return fmt.Errorf("flannel: write subnet file: %w", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/cluster-io/cluster/agent/netrules"
 	"github.com/cluster-io/cluster/logging"
 )
 
@@ -132,17 +134,24 @@ func ensureIPTables(serviceCIDR string) error {
 		append([]string{"-d", serviceCIDR, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"}, comment...),
 		append([]string{"-d", serviceCIDR, "-j", "REJECT", "--reject-with", "icmp-port-unreachable"}, comment...),
 	}
-	// One listing answers both "does the chain exist" and "is it whole":
-	// each iptables run costs ~10 ms of CPU, and this runs every 30 s.
-	current, err := ipt.List("filter", Chain)
+	// One listing of the filter table answers "does the chain exist", "is
+	// it whole" and "are the jumps first": each iptables run costs ~10 ms
+	// of CPU, and this runs every 30 s.
+	filter, err := netrules.List(context.Background(), "filter")
 	if err != nil {
-		if nerr := ipt.NewChain("filter", Chain); nerr != nil {
-			return fmt.Errorf("list chain %s: %v; create it: %w", Chain, err, nerr)
-		}
-		current = nil
+		return err
 	}
-	if len(current) != len(rules)+1 { // "-N CHAIN" and the rules
-		if err := ipt.ClearChain("filter", Chain); err != nil {
+	rulesNow := 0
+	for _, l := range filter {
+		if strings.HasPrefix(l, "-A "+Chain+" ") {
+			rulesNow++
+		}
+	}
+	if !slices.Contains(filter, "-N "+Chain) {
+		rulesNow = -1
+	}
+	if rulesNow != len(rules) {
+		if err := ipt.ClearChain("filter", Chain); err != nil { // creates it if missing
 			return err
 		}
 		for _, r := range rules {
@@ -155,11 +164,7 @@ func ensureIPTables(serviceCIDR string) error {
 	for _, from := range []string{"FORWARD", "OUTPUT"} {
 		// First in the chain: an earlier ACCEPT (flannel's for the pod
 		// network) must not let untranslated service traffic through.
-		first, err := ipt.List("filter", from)
-		if err != nil {
-			return err
-		}
-		if len(first) > 1 && first[1] == "-A "+from+" -m comment --comment \""+jumpComment+"\" -j "+Chain {
+		if netrules.First(filter, from) == "-A "+from+" -m comment --comment \""+jumpComment+"\" -j "+Chain {
 			continue
 		}
 		for {

@@ -445,6 +445,48 @@ func TestServerAndTwoAgents(t *testing.T) {
 			t.Errorf("%d packets left the nodes for addresses off their network (%v)", leaked, err)
 		}
 	})
+	t.Run("flannel's iptables rules and ours come back when removed", func(t *testing.T) {
+		// The server's node (iptables mode): flannel's rules are checked by
+		// one listing of each table a minute (agent/flannel/rules.go), ours
+		// every 30 s (agent/noleak).
+		ours := func() ([]string, error) {
+			var lines []string
+			for _, table := range []string{"nat", "filter"} {
+				out, err := srvHost.Command("iptables", "-w", "5", "-t", table, "-S").Output()
+				if err != nil {
+					return nil, fmt.Errorf("iptables -t %s -S: %v", table, err)
+				}
+				for _, l := range strings.Split(string(out), "\n") {
+					if strings.Contains(l, "FLANNEL-") || strings.Contains(l, "CLUSTER-NOLEAK") {
+						lines = append(lines, table+" "+l)
+					}
+				}
+			}
+			return lines, nil
+		}
+		want, err := ours()
+		if err != nil || len(want) < 6 {
+			t.Fatalf("flannel's and our rules on the server's node: %v\n%s", err, strings.Join(want, "\n"))
+		}
+		for _, args := range [][]string{
+			{"-t", "nat", "-F", "FLANNEL-POSTRTG"},
+			{"-D", "FORWARD", "-m", "comment", "--comment", "cluster: keep cluster addresses on the node", "-j", "CLUSTER-NOLEAK"},
+		} {
+			if out, err := srvHost.Command("iptables", append([]string{"-w", "5"}, args...)...).CombinedOutput(); err != nil {
+				t.Fatalf("iptables %v: %v: %s", args, err, out)
+			}
+		}
+		harness.WaitFor(t, 100*time.Second, "flannel's and our rules back on the server's node", func() error {
+			got, err := ours()
+			if err != nil {
+				return err
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				return fmt.Errorf("rules now:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			return nil
+		})
+	})
 	t.Run("hairpin and session affinity still work in both proxy modes", func(t *testing.T) {
 		sticky, err := k.CoreV1().Services("default").Create(context.Background(), &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: "web-sticky"},

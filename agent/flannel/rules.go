@@ -1,0 +1,111 @@
+package flannel
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Flannel's own rule checks run every resync period: k3s's 60 s for the
+// masquerade rules and 50 s for the forward rules, as flannel is given them
+// in nftables mode. In iptables mode they run hourly, as a backstop behind
+// iptablesGuard.
+const (
+	masqResync       = 60
+	forwardResync    = 50
+	backstopResync   = 3600
+	guardEvery       = time.Minute
+	flannelChainMark = "FLANNEL-" // FLANNEL-POSTRTG (nat), FLANNEL-FWD (filter) and the jumps to them
+)
+
+// iptablesGuard keeps flannel's iptables rules in place with one listing
+// of the nat table and one of the filter table a minute. Flannel checks
+// each of its rules with two iptables runs (does the chain exist, does the
+// rule): ~17 runs a minute at the periods above, each ~10 ms of CPU, the
+// most iptables an idle node ran. The guard compares flannel's lines (those
+// naming a FLANNEL- chain) with the ones it saw after the setup and, when
+// they differ (a table flushed, a rule deleted), sets the rules up again at
+// once, as flannel's own check would have within its period.
+type iptablesGuard struct {
+	every time.Duration
+	list  func(ctx context.Context, table string) ([]string, error) // netrules.List
+	// setup installs flannel's rules; the checking loops it starts end
+	// with ctx. again is true when the guard found the rules changed.
+	setup func(ctx context.Context, again bool) error
+}
+
+// start sets the rules up and then guards them until ctx ends.
+func (g *iptablesGuard) start(ctx context.Context) error {
+	setupCtx, stop := context.WithCancel(ctx)
+	if err := g.setup(setupCtx, false); err != nil {
+		stop()
+		return err
+	}
+	want, err := g.flannelLines(ctx)
+	if err != nil {
+		stop()
+		return fmt.Errorf("flannel: check iptables rules: %w", err)
+	}
+	go func() {
+		defer func() { stop() }()
+		tick := time.NewTicker(g.every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			got, err := g.flannelLines(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warnf("check iptables rules: %v", err)
+				}
+				continue
+			}
+			if slices.Equal(got, want) {
+				continue
+			}
+			log.Infof("iptables rules changed (%d of flannel's %d lines left); setting them up again", common(got, want), len(want))
+			stop()
+			setupCtx, stop = context.WithCancel(ctx)
+			if err := g.setup(setupCtx, true); err != nil {
+				log.Errorf("set up iptables rules again: %v", err)
+				continue // want stays: the next tick tries again
+			}
+			if now, err := g.flannelLines(ctx); err == nil {
+				want = now
+			}
+		}
+	}()
+	return nil
+}
+
+// flannelLines lists flannel's rules in the nat and filter tables, in order.
+func (g *iptablesGuard) flannelLines(ctx context.Context) ([]string, error) {
+	var lines []string
+	for _, table := range []string{"nat", "filter"} {
+		out, err := g.list(ctx, table)
+		if err != nil {
+			return nil, fmt.Errorf("list the %s table: %w", table, err)
+		}
+		for _, l := range out {
+			if strings.Contains(l, flannelChainMark) {
+				lines = append(lines, table+" "+strings.TrimSpace(l))
+			}
+		}
+	}
+	return lines, nil
+}
+
+func common(got, want []string) int {
+	n := 0
+	for _, l := range want {
+		if slices.Contains(got, l) {
+			n++
+		}
+	}
+	return n
+}
