@@ -68,7 +68,7 @@ func (g *iptablesGuard) start(ctx context.Context) error {
 			if slices.Equal(got, want) {
 				continue
 			}
-			log.Infof("iptables rules changed (%d of flannel's %d lines left); setting them up again", common(got, want), len(want))
+			log.Infof("iptables rules changed (flannel's lines: %d, were %d); setting them up again", len(got), len(want))
 			stop()
 			setupCtx, stop = context.WithCancel(ctx)
 			if err := g.setup(setupCtx, true); err != nil {
@@ -93,19 +93,9 @@ func (g *iptablesGuard) flannelLines(ctx context.Context) ([]string, error) {
 		}
 		for _, l := range out {
 			if strings.Contains(l, flannelChainMark) {
-				lines = append(lines, table+" "+strings.TrimSpace(l))
+				lines = append(lines, table+" "+l)
 			}
 		}
 	}
 	return lines, nil
-}
-
-func common(got, want []string) int {
-	n := 0
-	for _, l := range want {
-		if slices.Contains(got, l) {
-			n++
-		}
-	}
-	return n
 }
