@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	crdopenapi "k8s.io/apiextensions-apiserver/pkg/controller/openapi/builder"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -38,9 +36,6 @@ func RunAPIServer(ctx context.Context, args []string, routes map[string]http.Han
 	}
 	if err := shareETCDClients(); err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
-	}
-	if err := buildCRDDefinitionsNow(); err != nil {
-		klog.Warningf("kube-apiserver: building a CRD's OpenAPI ahead: %v", err)
 	}
 	completed, err := s.Complete(ctx)
 	if err != nil {
@@ -89,25 +84,4 @@ func RunAPIServer(ctx context.Context, args []string, routes map[string]http.Han
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
 	return nil
-}
-
-// buildCRDDefinitionsNow makes the apiextensions OpenAPI builder do, here
-// and now, what it does once per process for the first CRD it builds:
-// iterate client-go's global scheme. Libraries in this process register
-// types in that scheme while it runs (sig-storage-lib-external-provisioner's
-// NewProvisionController, behind local-storage), and one such write during
-// that iteration crashed a server at start ("concurrent map iteration and
-// map write", seen once in CI). Done before any other component starts, the
-// iteration overlaps no write; it runs after the feature gates are set,
-// which decide the definitions.
-func buildCRDDefinitionsNow() error {
-	crd := &apiextensionsv1.CustomResourceDefinition{Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-		Group: "warmup.cluster.io",
-		Names: apiextensionsv1.CustomResourceDefinitionNames{Kind: "Warmup", ListKind: "WarmupList", Plural: "warmups", Singular: "warmup"},
-		Scope: apiextensionsv1.ClusterScoped,
-		Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
-			Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{Type: "object"}}}},
-	}}
-	_, err := crdopenapi.BuildOpenAPIV3(crd, "v1", crdopenapi.Options{})
-	return err
 }

@@ -263,6 +263,13 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err != nil {
 		return err
 	}
+	// Built now, before the control plane starts: see localstorage.New.
+	var storage *localstorage.Controller
+	if !slices.Contains(opts.Disable, "local-storage") {
+		if storage, err = localstorage.NewForConfig(ctx, deployer.Config); err != nil {
+			return err
+		}
+	}
 	var startNode func(ctx context.Context) (string, error)
 	cmStarted := make(chan struct{})
 	if !opts.DisableAgent {
@@ -311,7 +318,7 @@ func Run(ctx context.Context, opts *options.Server) error {
 		if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
 			return err
 		}
-		if err := startDeploy(ctx, mgr, opts, cp, serverDir, shared, identity, deployer); err != nil {
+		if err := startDeploy(ctx, mgr, opts, cp, serverDir, shared, identity, deployer, storage); err != nil {
 			return err
 		}
 		log.Infof("control plane ready in %s; admin kubeconfig: %s", time.Since(begin).Round(time.Millisecond), opts.WriteKubeconfig)
@@ -525,7 +532,7 @@ func staticChartsDir(serverDir string) string { return filepath.Join(serverDir, 
 // startDeploy applies the manifests folder once (the server's own files
 // must apply), then starts its controller, which keeps applying it in the
 // background, and the in-process packaged components on mgr.
-func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, cp controlPlane, serverDir string, shared bool, identity string, ctrl *deploy.Controller) error {
+func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Server, cp controlPlane, serverDir string, shared bool, identity string, ctrl *deploy.Controller, storage *localstorage.Controller) error {
 	cfg, staticCharts := ctrl.Config, staticChartsDir(serverDir)
 	if err := ctrl.Sync(ctx); err != nil {
 		return fmt.Errorf("manifests: %w", err)
@@ -545,7 +552,7 @@ func startDeploy(ctx context.Context, mgr *component.Manager, opts *options.Serv
 			return runMetricsServer(ctx, cfg, metricsArgs, cp.advertiseAddress, metricsServerPort, serverID(identity))
 		}},
 		{"helm", !opts.DisableHelm, helmController.Run},
-		{"local-storage", !slices.Contains(opts.Disable, "local-storage"), func(ctx context.Context) error { return localstorage.Run(ctx, cfg) }},
+		{"local-storage", storage != nil, func(ctx context.Context) error { return storage.Run(ctx) }},
 		{"servicelb", !slices.Contains(opts.Disable, "servicelb"), func(ctx context.Context) error { return servicelb.Run(ctx, cfg) }},
 	} {
 		if !c.on {

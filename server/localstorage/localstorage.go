@@ -43,16 +43,39 @@ const (
 	helperTimeout   = 2 * time.Minute
 )
 
-// Run provisions and deletes local-path volumes until ctx ends.
-func Run(ctx context.Context, cfg *rest.Config) error {
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("local-storage: %w", err)
-	}
-	// One server today: no leader election (HA will need it).
+// Controller provisions and deletes local-path volumes.
+type Controller struct {
+	pc *controller.ProvisionController
+}
+
+// New builds the controller. Build it before anything else in the process
+// starts: the library's constructor registers the core types in client-go's
+// global scheme again (a map write), and the apiserver, the
+// controller-manager and every client in this process read that scheme
+// without a lock. One such write during the controller-manager's walk of
+// the scheme crashed a server at start ("concurrent map iteration and map
+// write", seen in CI).
+func New(ctx context.Context, cs kubernetes.Interface) *Controller {
+	// Leader election is ours (server/leader.go) when servers share a
+	// datastore; the library's would exit the process on a lost lease.
 	pc := controller.NewProvisionController(ctx, cs, ProvisionerName, &Provisioner{Client: cs},
 		controller.LeaderElection(false), controller.FailedProvisionThreshold(0), controller.FailedDeleteThreshold(0))
-	pc.Run(ctx)
+	return &Controller{pc: pc}
+}
+
+// NewForConfig is New with a client for cfg.
+func NewForConfig(ctx context.Context, cfg *rest.Config) (*Controller, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("local-storage: %w", err)
+	}
+	return New(ctx, cs), nil
+}
+
+// Run provisions and deletes local-path volumes until ctx ends. It runs
+// once per controller: the library's queues end with it.
+func (c *Controller) Run(ctx context.Context) error {
+	c.pc.Run(ctx)
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller"
 
 	"github.com/cluster-io/cluster/agent"
@@ -155,5 +156,44 @@ func TestDeleteOnAGoneNodeSucceeds(t *testing.T) {
 	foreign := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pvc-2"}}
 	if err := p.Delete(context.Background(), foreign); err == nil {
 		t.Error("a PV this provisioner did not make was deleted without complaint")
+	}
+}
+
+// Once built, the controller runs without registering types in client-go's
+// global scheme, which every client and daemon in the server process reads
+// without a lock. Were Run to register them (the library's constructor
+// does), this test would die with "concurrent map iteration and map
+// write", as a server once did at start.
+func TestRunLeavesTheGlobalSchemeAlone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := New(ctx, fake.NewClientset())
+
+	walking, stop, walked := make(chan struct{}), make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		for {
+			for range scheme.Scheme.AllKnownTypes() {
+			}
+			if n++; n == 1 {
+				close(walking)
+			}
+			select {
+			case <-stop:
+				walked <- n
+				return
+			default:
+			}
+		}
+	}()
+	<-walking
+	runCtx, endRun := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer endRun()
+	if err := c.Run(runCtx); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	close(stop)
+	if n := <-walked; n < 2 {
+		t.Fatalf("the scheme was walked %d times while the controller ran; want many", n)
 	}
 }
