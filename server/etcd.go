@@ -41,6 +41,12 @@ import (
 
 var etcdLog = logging.For("etcd")
 
+// etcdTimerSlack bounds how late an idle server's timers may fire
+// (internal/procs) when it runs an etcd member: its raft heartbeats are
+// 100 ms apart (etcd's default), and it warns of an overloaded leader when
+// one goes out more than twice that after the one before.
+const etcdTimerSlack = 20 * time.Millisecond
+
 // Where the embedded etcd keeps its state under <data-dir>/server.
 func etcdDir(serverDir string) string      { return filepath.Join(serverDir, "db", "etcd") }
 func etcdNameFile(serverDir string) string { return filepath.Join(serverDir, "db", "etcd-name") }

@@ -37,10 +37,21 @@ const EnvIdle = "CLUSTER_IDLE_GOMAXPROCS"
 type Config struct {
 	OneProcessor bool          // GOMAXPROCS=1
 	TimerSlack   time.Duration // every thread's timer slack; 0 leaves the slack alone
+	slackGiven   bool          // TimerSlack is the user's, from EnvTimerSlack
 }
 
 // Any tells whether the Governor has anything to do.
 func (c Config) Any() bool { return c.OneProcessor || c.TimerSlack > 0 }
+
+// LimitTimerSlack returns c with the default timer slack lowered to at most
+// max, for a process with a deadline the default would put at risk. A slack
+// from EnvTimerSlack is the user's choice and stays.
+func (c Config) LimitTimerSlack(max time.Duration) Config {
+	if !c.slackGiven && c.TimerSlack > max {
+		c.TimerSlack = max
+	}
+	return c
+}
 
 // ConfigFromEnv reads EnvIdle, GOMAXPROCS and EnvTimerSlack.
 func ConfigFromEnv() (Config, error) {
@@ -48,11 +59,11 @@ func ConfigFromEnv() (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	slack, err := timerSlackFromEnv()
+	slack, given, err := timerSlackFromEnv()
 	if err != nil {
 		return Config{}, err
 	}
-	return Config{OneProcessor: one, TimerSlack: slack}, nil
+	return Config{OneProcessor: one, TimerSlack: slack, slackGiven: given}, nil
 }
 
 func oneProcessorFromEnv() (bool, error) {

@@ -20,10 +20,10 @@ func TestConfigFromEnv(t *testing.T) {
 		wantErr                 string
 	}{
 		{want: Config{OneProcessor: true, TimerSlack: DefaultTimerSlack}},
-		{idle: "on", slack: "5ms", want: Config{OneProcessor: true, TimerSlack: 5 * time.Millisecond}},
+		{idle: "on", slack: "5ms", want: Config{OneProcessor: true, TimerSlack: 5 * time.Millisecond, slackGiven: true}},
 		{idle: "off", want: Config{TimerSlack: DefaultTimerSlack}},
-		{slack: "0", want: Config{OneProcessor: true}},
-		{idle: "off", slack: "off", want: Config{}},
+		{slack: "0", want: Config{OneProcessor: true, slackGiven: true}},
+		{idle: "off", slack: "off", want: Config{slackGiven: true}},
 		{gomaxprocs: "2", want: Config{TimerSlack: DefaultTimerSlack}},
 		{gomaxprocs: "2", idle: "bogus", want: Config{TimerSlack: DefaultTimerSlack}}, // the user's GOMAXPROCS wins
 		{idle: "1", wantErr: `CLUSTER_IDLE_GOMAXPROCS="1": want off`},
@@ -44,6 +44,33 @@ func TestConfigFromEnv(t *testing.T) {
 			}
 			if err != nil || got != tc.want {
 				t.Fatalf("ConfigFromEnv() = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// The default slack gives way to a process's shorter deadline; the user's
+// slack does not.
+func TestLimitTimerSlack(t *testing.T) {
+	for _, tc := range []struct {
+		slack string
+		max   time.Duration
+		want  time.Duration
+	}{
+		{slack: "", max: 20 * time.Millisecond, want: 20 * time.Millisecond},
+		{slack: "", max: time.Second, want: DefaultTimerSlack},
+		{slack: "300ms", max: 20 * time.Millisecond, want: 300 * time.Millisecond},
+		{slack: "5ms", max: 20 * time.Millisecond, want: 5 * time.Millisecond},
+		{slack: "0", max: 20 * time.Millisecond, want: 0},
+	} {
+		t.Run(fmt.Sprintf("%s=%s,max=%s", EnvTimerSlack, tc.slack, tc.max), func(t *testing.T) {
+			t.Setenv(EnvTimerSlack, tc.slack)
+			c, err := ConfigFromEnv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.LimitTimerSlack(tc.max).TimerSlack; got != tc.want {
+				t.Errorf("timer slack %s; want %s", got, tc.want)
 			}
 		})
 	}

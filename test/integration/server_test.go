@@ -63,6 +63,7 @@ type server struct {
 	// as distinct machines have: the apiserver's identity lease is named
 	// after it).
 	hostname string
+	env      []string // added to the clean environment
 }
 
 func newServer(t *testing.T) *server {
@@ -108,7 +109,7 @@ func (s *server) tryStart(extra ...string) error {
 	if s.hostname != "" {
 		s.cmd = exec.Command("unshare", append([]string{"--uts", "sh", "-c", `hostname "$0" && exec "$@"`, s.hostname, clusterBin}, s.args(extra...)...)...)
 	}
-	s.cmd.Env = harness.CleanEnv()
+	s.cmd.Env = append(harness.CleanEnv(), s.env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
