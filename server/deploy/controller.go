@@ -210,7 +210,10 @@ func (c *Controller) applySet(ctx context.Context, name string, objs []runtime.O
 
 func (c *Controller) loadState(ctx context.Context) (map[string]fileState, error) {
 	state := map[string]fileState{}
-	cm, err := c.client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, stateName, metav1.GetOptions{})
+	// From the apiserver's watch cache (resourceVersion 0), not the
+	// datastore: a sync every 10 s would otherwise be a datastore read
+	// every 10 s. A state a moment old only applies a file once more.
+	cm, err := c.client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, stateName, metav1.GetOptions{ResourceVersion: "0"})
 	if apierrors.IsNotFound(err) {
 		return state, nil
 	}
