@@ -26,12 +26,13 @@ func List(ctx context.Context, table string) ([]string, error) {
 	return strings.Split(strings.TrimRight(string(out), "\n"), "\n"), nil
 }
 
-// First returns the first rule of chain in lines ("" if it has none).
-func First(lines []string, chain string) string {
+// Rules returns the rules of chain in lines, in order ("-A chain …").
+func Rules(lines []string, chain string) []string {
+	var rules []string
 	for _, l := range lines {
 		if strings.HasPrefix(l, "-A "+chain+" ") {
-			return l
+			rules = append(rules, l)
 		}
 	}
-	return ""
+	return rules
 }

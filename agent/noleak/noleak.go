@@ -141,16 +141,7 @@ func ensureIPTables(serviceCIDR string) error {
 	if err != nil {
 		return err
 	}
-	rulesNow := 0
-	for _, l := range filter {
-		if strings.HasPrefix(l, "-A "+Chain+" ") {
-			rulesNow++
-		}
-	}
-	if !slices.Contains(filter, "-N "+Chain) {
-		rulesNow = -1
-	}
-	if rulesNow != len(rules) {
+	if !slices.Contains(filter, "-N "+Chain) || len(netrules.Rules(filter, Chain)) != len(rules) {
 		if err := ipt.ClearChain("filter", Chain); err != nil { // creates it if missing
 			return err
 		}
@@ -164,7 +155,7 @@ func ensureIPTables(serviceCIDR string) error {
 	for _, from := range []string{"FORWARD", "OUTPUT"} {
 		// First in the chain: an earlier ACCEPT (flannel's for the pod
 		// network) must not let untranslated service traffic through.
-		if netrules.First(filter, from) == "-A "+from+" -m comment --comment \""+jumpComment+"\" -j "+Chain {
+		if r := netrules.Rules(filter, from); len(r) > 0 && r[0] == "-A "+from+" -m comment --comment \""+jumpComment+"\" -j "+Chain {
 			continue
 		}
 		for {
