@@ -34,7 +34,7 @@ func TestRender(t *testing.T) {
 		"SystemdCgroup = false",
 		`socket_dir = "/run/cluster/abc/s"`,
 		`address = "/d/run/containerd.sock.ttrpc"`,
-		`stats_collect_period = "10s"`,
+		`stats_collect_period = "30s"`,
 		`imports = ["/d/etc/containerd/config.d/*.toml"]`,
 		// in-process with embedded etcd: the same gRPC metrics, one registry
 		`disabled_plugins = ["io.containerd.metrics.v1.grpc-prometheus"]`,
