@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,8 +54,20 @@ func (c Config) LimitTimerSlack(max time.Duration) Config {
 	return c
 }
 
-// ConfigFromEnv reads EnvIdle, GOMAXPROCS and EnvTimerSlack.
+// EnvShimProcessors names the environment variable that sets how many
+// processors each containerd shim runs its Go code on (default 1; "off"
+// keeps upstream's GOMAXPROCS=4). containerd passes the process's
+// environment on to its shims, which read it themselves (their main, in
+// agent/bundle/bins); it is checked here so that a bad value stops the
+// start instead of reaching them.
+const EnvShimProcessors = "CLUSTER_SHIM_GOMAXPROCS"
+
+// ConfigFromEnv reads EnvIdle, GOMAXPROCS and EnvTimerSlack, and checks
+// EnvShimProcessors.
 func ConfigFromEnv() (Config, error) {
+	if err := checkShimProcessors(os.Getenv(EnvShimProcessors)); err != nil {
+		return Config{}, err
+	}
 	one, err := oneProcessorFromEnv()
 	if err != nil {
 		return Config{}, err
@@ -64,6 +77,16 @@ func ConfigFromEnv() (Config, error) {
 		return Config{}, err
 	}
 	return Config{OneProcessor: one, TimerSlack: slack, slackGiven: given}, nil
+}
+
+func checkShimProcessors(v string) error {
+	if v == "" || v == "off" {
+		return nil
+	}
+	if n, err := strconv.Atoi(v); err != nil || n < 1 {
+		return fmt.Errorf("%s=%q: want the number of processors each containerd shim may use (default 1), or off for upstream's 4", EnvShimProcessors, v)
+	}
+	return nil
 }
 
 func oneProcessorFromEnv() (bool, error) {

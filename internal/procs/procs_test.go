@@ -15,9 +15,9 @@ import (
 
 func TestConfigFromEnv(t *testing.T) {
 	for _, tc := range []struct {
-		gomaxprocs, idle, slack string
-		want                    Config
-		wantErr                 string
+		gomaxprocs, idle, slack, shim string
+		want                          Config
+		wantErr                       string
 	}{
 		{want: Config{OneProcessor: true, TimerSlack: DefaultTimerSlack}},
 		{idle: "on", slack: "5ms", want: Config{OneProcessor: true, TimerSlack: 5 * time.Millisecond, slackGiven: true}},
@@ -30,8 +30,13 @@ func TestConfigFromEnv(t *testing.T) {
 		{slack: "20", wantErr: `CLUSTER_IDLE_TIMER_SLACK="20": want a duration up to 1s`},
 		{slack: "-1ms", wantErr: `CLUSTER_IDLE_TIMER_SLACK="-1ms"`},
 		{slack: "2s", wantErr: `CLUSTER_IDLE_TIMER_SLACK="2s"`},
+		{shim: "2", want: Config{OneProcessor: true, TimerSlack: DefaultTimerSlack}},
+		{shim: "off", want: Config{OneProcessor: true, TimerSlack: DefaultTimerSlack}},
+		{shim: "0", wantErr: `CLUSTER_SHIM_GOMAXPROCS="0": want the number of processors`},
+		{shim: "one", wantErr: `CLUSTER_SHIM_GOMAXPROCS="one"`},
 	} {
-		t.Run(fmt.Sprintf("GOMAXPROCS=%s,%s=%s,%s=%s", tc.gomaxprocs, EnvIdle, tc.idle, EnvTimerSlack, tc.slack), func(t *testing.T) {
+		t.Run(fmt.Sprintf("GOMAXPROCS=%s,%s=%s,%s=%s,%s=%s", tc.gomaxprocs, EnvIdle, tc.idle, EnvTimerSlack, tc.slack, EnvShimProcessors, tc.shim), func(t *testing.T) {
+			t.Setenv(EnvShimProcessors, tc.shim)
 			t.Setenv("GOMAXPROCS", tc.gomaxprocs)
 			t.Setenv(EnvIdle, tc.idle)
 			t.Setenv(EnvTimerSlack, tc.slack)

@@ -1,8 +1,8 @@
 // Command containerd-shim-runc-v2 is containerd's runc shim, upstream's
 // (the same manager and task plugin as its cmd/containerd-shim-runc-v2),
-// which first sets every one of its threads' timer slack back to the
-// kernel's default, and gives back what only its start used a minute later
-// (release.go).
+// which first runs its Go code on one processor (procs.go) and sets every
+// one of its threads' timer slack back to the kernel's default, and gives
+// back what only its start used a minute later (release.go).
 //
 // An idle server or agent lets the kernel fire its timers late, so that
 // one wake-up serves several (internal/procs, CLUSTER_IDLE_TIMER_SLACK); a
@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +33,9 @@ import (
 const kernelTimerSlack = 50000
 
 func main() {
+	if n := shimProcessors(); n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
 	if err := resetTimerSlack(kernelTimerSlack); err != nil {
 		// The containers would fire their timers late, not fail: say so and go on.
 		fmt.Fprintln(os.Stderr, "containerd-shim-runc-v2: timer slack:", err)
