@@ -133,8 +133,6 @@ func Run(ctx context.Context, opts *options.Server) error {
 	useEtcd := usesEtcd(opts, serverDir)
 	if useEtcd {
 		idle.Governor = idle.Governor.LimitTimerSlack(etcdTimerSlack)
-	}
-	if useEtcd {
 		es, err := startEtcd(ctx, mgr, opts, p, serverDir, givenToken, sans, nodeIP)
 		if err != nil {
 			if ctx.Err() != nil {
