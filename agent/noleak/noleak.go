@@ -125,10 +125,6 @@ func Ensure(c Config) error {
 }
 
 func ensureIPTables(serviceCIDR string) error {
-	ipt, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
-	if err != nil {
-		return err
-	}
 	comment := []string{"-m", "comment", "--comment", "cluster: service IP that kube-proxy did not translate"}
 	rules := [][]string{
 		append([]string{"-d", serviceCIDR, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"}, comment...),
@@ -141,7 +137,25 @@ func ensureIPTables(serviceCIDR string) error {
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(filter, "-N "+Chain) || len(netrules.Rules(filter, Chain)) != len(rules) {
+	mendChain := !slices.Contains(filter, "-N "+Chain) || len(netrules.Rules(filter, Chain)) != len(rules)
+	jump := []string{"-m", "comment", "--comment", jumpComment, "-j", Chain}
+	var mendJumps []string
+	for _, from := range []string{"FORWARD", "OUTPUT"} {
+		// First in the chain: an earlier ACCEPT (flannel's for the pod
+		// network) must not let untranslated service traffic through.
+		if r := netrules.Rules(filter, from); len(r) == 0 || r[0] != "-A "+from+" -m comment --comment \""+jumpComment+"\" -j "+Chain {
+			mendJumps = append(mendJumps, from)
+		}
+	}
+	if !mendChain && len(mendJumps) == 0 {
+		return nil
+	}
+	// A handle only to mend: making one runs `iptables --version`.
+	ipt, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
+	if err != nil {
+		return err
+	}
+	if mendChain {
 		if err := ipt.ClearChain("filter", Chain); err != nil { // creates it if missing
 			return err
 		}
@@ -151,13 +165,7 @@ func ensureIPTables(serviceCIDR string) error {
 			}
 		}
 	}
-	jump := []string{"-m", "comment", "--comment", jumpComment, "-j", Chain}
-	for _, from := range []string{"FORWARD", "OUTPUT"} {
-		// First in the chain: an earlier ACCEPT (flannel's for the pod
-		// network) must not let untranslated service traffic through.
-		if r := netrules.Rules(filter, from); len(r) > 0 && r[0] == "-A "+from+" -m comment --comment \""+jumpComment+"\" -j "+Chain {
-			continue
-		}
+	for _, from := range mendJumps {
 		for {
 			if err := ipt.Delete("filter", from, jump...); err != nil {
 				break // no more copies
