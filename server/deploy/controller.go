@@ -21,6 +21,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rancher/wrangler/v3/pkg/apply"
@@ -28,11 +29,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/cluster-io/cluster/logging"
 )
@@ -57,6 +60,9 @@ type Controller struct {
 	apply  apply.Apply
 	client kubernetes.Interface
 	failed map[string]string // file → last error, to log each error once
+	// watched holds the state ConfigMap as a watch sees it, once Run has
+	// started one: the syncs every 10 s then read it without a request.
+	watched atomic.Pointer[cache.Store]
 }
 
 type fileState struct {
@@ -168,6 +174,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	if every == 0 {
 		every = 10 * time.Second
 	}
+	if err := c.init(); err != nil {
+		return err
+	}
+	c.watchState(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -208,12 +218,30 @@ func (c *Controller) applySet(ctx context.Context, name string, objs []runtime.O
 	return c.apply.WithContext(ctx).WithOwner(owner).WithSetID("cluster-manifest:" + name).WithGVK(kinds...).ApplyObjects(objs...)
 }
 
+// watchState keeps the state ConfigMap in a store that a watch updates,
+// for loadState. Other servers sharing the datastore write it too, so it
+// is watched rather than kept from our own writes. Without a synced watch
+// (yet), loadState asks the apiserver.
+func (c *Controller) watchState(ctx context.Context) {
+	lw := cache.NewListWatchFromClient(c.client.CoreV1().RESTClient(), "configmaps", metav1.NamespaceSystem,
+		fields.OneTermEqualSelector("metadata.name", stateName))
+	store, informer := cache.NewInformerWithOptions(cache.InformerOptions{
+		ListerWatcher: lw,
+		ObjectType:    &corev1.ConfigMap{},
+		Handler:       cache.ResourceEventHandlerFuncs{},
+	})
+	go informer.RunWithContext(ctx)
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+			c.watched.Store(&store)
+		}
+	}()
+}
+
 func (c *Controller) loadState(ctx context.Context) (map[string]fileState, error) {
 	state := map[string]fileState{}
-	// From the apiserver's watch cache (resourceVersion 0), not the
-	// datastore: a sync every 10 s would otherwise be a datastore read
-	// every 10 s. A state a moment old only applies a file once more.
-	cm, err := c.client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, stateName, metav1.GetOptions{ResourceVersion: "0"})
+	// A state a moment old only applies a file once more.
+	cm, err := c.stateConfigMap(ctx)
 	if apierrors.IsNotFound(err) {
 		return state, nil
 	}
@@ -227,6 +255,22 @@ func (c *Controller) loadState(ctx context.Context) (map[string]fileState, error
 		}
 	}
 	return state, nil
+}
+
+// stateConfigMap is the state ConfigMap from the watch, or else from the
+// apiserver's watch cache (resourceVersion 0), not the datastore.
+func (c *Controller) stateConfigMap(ctx context.Context) (*corev1.ConfigMap, error) {
+	if store := c.watched.Load(); store != nil {
+		obj, exists, err := (*store).GetByKey(metav1.NamespaceSystem + "/" + stateName)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, apierrors.NewNotFound(corev1.Resource("configmaps"), stateName)
+		}
+		return obj.(*corev1.ConfigMap), nil
+	}
+	return c.client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, stateName, metav1.GetOptions{ResourceVersion: "0"})
 }
 
 func (c *Controller) saveState(ctx context.Context, state map[string]fileState) error {
