@@ -319,6 +319,19 @@ func Run(ctx context.Context, opts *options.Server) error {
 		if err := writeAdminKubeconfig(cp, opts.WriteKubeconfig, mode); err != nil {
 			return err
 		}
+		if !opts.DisableAgent {
+			// The other manifests and the packaged components after the
+			// node's start (within a bound): their CRDs, OpenAPI rebuilds
+			// and first objects cost CPU that on a small machine slowed
+			// the node's way to Ready, and their pods cannot run before.
+			select {
+			case <-own.done:
+			case <-time.After(packagedAfterNodeMax):
+				log.Infof("the node has not started in %s; applying the manifests anyway", packagedAfterNodeMax)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		if err := startDeploy(ctx, mgr, opts, cp, serverDir, shared, identity, deployer, storage); err != nil {
 			return err
 		}
@@ -401,6 +414,10 @@ func (p *preparation) wait() (*agent.Prepared, error) {
 	<-p.done
 	return p.prepared, p.err
 }
+
+// packagedAfterNodeMax bounds how long the packaged components wait for
+// the server's own node to start (it starts within seconds).
+const packagedAfterNodeMax = 15 * time.Second
 
 // controllersBuilt waits until the controller-manager has built its
 // controllers, which it reports by adding their health checks (all at once,
