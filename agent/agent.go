@@ -158,7 +158,7 @@ func Run(ctx context.Context, o *options.Agent) error {
 	if err != nil {
 		return err
 	}
-	idle, err := memtrim.IdleFromEnv()
+	idle, err := memtrim.IdleFromEnv(memtrim.NodeIdleGOGC)
 	if err != nil {
 		return err
 	}

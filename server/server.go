@@ -71,7 +71,11 @@ func Run(ctx context.Context, opts *options.Server) error {
 	if err != nil {
 		return err
 	}
-	idle, err := memtrim.IdleFromEnv()
+	idleGOGC := memtrim.NodeIdleGOGC
+	if opts.DisableAgent {
+		idleGOGC = memtrim.ControlPlaneIdleGOGC
+	}
+	idle, err := memtrim.IdleFromEnv(idleGOGC)
 	if err != nil {
 		return err
 	}

@@ -10,13 +10,16 @@ import (
 )
 
 func TestIdleFromEnv(t *testing.T) {
+	// Neither NodeIdleGOGC nor ControlPlaneIdleGOGC: the caller's default is
+	// the one taken.
+	const defaultGOGC = 37
 	tests := []struct {
 		gogc, idle string // "-" leaves the variable unset
 		want       int
 		wantErr    bool
 	}{
-		{gogc: "-", idle: "-", want: DefaultIdleGOGC},
-		{gogc: "-", idle: "", want: DefaultIdleGOGC},
+		{gogc: "-", idle: "-", want: defaultGOGC},
+		{gogc: "-", idle: "", want: defaultGOGC},
 		{gogc: "-", idle: "50", want: 50},
 		{gogc: "-", idle: "off", want: -1},
 		{gogc: "200", idle: "-", want: -1}, // the user's GOGC wins
@@ -38,7 +41,7 @@ func TestIdleFromEnv(t *testing.T) {
 		set("GOGC", tt.gogc)
 		set(EnvIdleGOGC, tt.idle)
 		set(EnvAfter, "-")
-		got, err := IdleFromEnv()
+		got, err := IdleFromEnv(defaultGOGC)
 		if (err != nil) != tt.wantErr {
 			t.Errorf("GOGC=%s %s=%s: error %v, want error %v", tt.gogc, EnvIdleGOGC, tt.idle, err, tt.wantErr)
 			continue
