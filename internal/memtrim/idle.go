@@ -42,8 +42,8 @@ const (
 	// NodeIdleGOGC is for a process that runs a node (a server with its
 	// node, an agent): the kubelet, cAdvisor and containerd allocate ~0.8 MB/s
 	// when idle. A server with its node keeps ~88 MB live; at 25 it collected
-	// every ~27 s, ~90 ms of CPU each (~0.19 CPU-s/min), at 50 every ~60 s
-	// (~0.095), for ~9 MB more PSS (gctrace and the footprint bench, stop 41).
+	// every ~30 s, ~90 ms of CPU each (~0.19 CPU-s/min), at 50 every ~60 s
+	// (~0.09), for 8–17 MB more PSS (gctrace and the footprint bench, stop 41).
 	NodeIdleGOGC = 50
 	// ControlPlaneIdleGOGC is for a control plane alone (server
 	// --disable-agent): it allocates a fraction of that, and its PSS budget
