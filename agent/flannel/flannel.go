@@ -23,8 +23,6 @@ import (
 	"github.com/flannel-io/flannel/pkg/lease"
 	"github.com/flannel-io/flannel/pkg/subnet"
 	"github.com/flannel-io/flannel/pkg/subnet/kube"
-	"github.com/flannel-io/flannel/pkg/trafficmngr"
-	"github.com/flannel-io/flannel/pkg/trafficmngr/iptables"
 	"github.com/flannel-io/flannel/pkg/trafficmngr/nftables"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -185,37 +183,30 @@ func (n *Network) Run(ctx context.Context, ready chan<- struct{}) error {
 	if err != nil {
 		return fmt.Errorf("flannel: register network: %w", err)
 	}
-	var tm trafficmngr.TrafficManager = &iptables.IPTablesManager{}
-	if c.NFTables {
-		tm = &nftables.NFTablesManager{}
-	}
-	if err := tm.Init(ctx); err != nil {
-		return fmt.Errorf("flannel: traffic manager: %w", err)
-	}
-	prevNetwork, prevSubnet := readSubnetFile(c.SubnetFile())
 	lease := bn.Lease()
-	setupRules := func(ctx context.Context, again bool, masq, forward int) error {
-		if again { // nothing of an older subnet's to recycle
-			prevNetwork, prevSubnet = config.Network, lease.Subnet
+	if c.NFTables {
+		tm := &nftables.NFTablesManager{}
+		if err := tm.Init(ctx); err != nil {
+			return fmt.Errorf("flannel: traffic manager: %w", err)
 		}
+		prevNetwork, prevSubnet := readSubnetFile(c.SubnetFile())
 		if err := tm.SetupAndEnsureMasqRules(ctx, config.Network, prevSubnet, prevNetwork,
-			ip.IP6Net{}, ip.IP6Net{}, ip.IP6Net{}, lease, masq, false); err != nil {
+			ip.IP6Net{}, ip.IP6Net{}, ip.IP6Net{}, lease, masqResync, false); err != nil {
 			return fmt.Errorf("flannel: masquerade rules: %w", err)
 		}
-		tm.SetupAndEnsureForwardRules(ctx, config.Network, ip.IP6Net{}, forward)
-		return nil
-	}
-	if c.NFTables {
-		if err := setupRules(ctx, false, masqResync, forwardResync); err != nil {
-			return err
-		}
+		tm.SetupAndEnsureForwardRules(ctx, config.Network, ip.IP6Net{}, forwardResync)
 	} else {
-		guard := &iptablesGuard{every: guardEvery, list: netrules.List, setup: func(ctx context.Context, again bool) error {
-			return setupRules(ctx, again, backstopResync, backstopResync)
+		rules, err := newIPTablesRules(config.Network.String(), lease.Subnet.String())
+		if err != nil {
+			return fmt.Errorf("flannel: %w", err)
+		}
+		guard := &iptablesGuard{every: guardEvery, list: netrules.List, setup: func(ctx context.Context, _ bool) error {
+			return rules.setup(ctx, netrules.List, netrules.Restore)
 		}}
 		if err := guard.start(ctx); err != nil {
 			return err
 		}
+		log.Infof("iptables rules set up: FLANNEL-POSTRTG (nat), FLANNEL-FWD (filter)")
 	}
 	if err := sm.HandleSubnetFile(c.SubnetFile(), config, true, lease.Subnet, lease.IPv6Subnet, bn.MTU()); err != nil {
 		return fmt.Errorf("flannel: write subnet file: %w", err)

@@ -8,14 +8,12 @@ import (
 	"time"
 )
 
-// Flannel's own rule checks run every resync period: k3s's 60 s for the
-// masquerade rules and 50 s for the forward rules, as flannel is given them
-// in nftables mode. In iptables mode they run hourly, as a backstop behind
-// iptablesGuard.
+// In nftables mode flannel's own rule checks run every resync period: k3s's
+// 60 s for the masquerade rules and 50 s for the forward rules. In iptables
+// mode iptablesRules sets the rules up and iptablesGuard keeps them.
 const (
 	masqResync       = 60
 	forwardResync    = 50
-	backstopResync   = 3600
 	guardEvery       = time.Minute
 	flannelChainMark = "FLANNEL-" // FLANNEL-POSTRTG (nat), FLANNEL-FWD (filter) and the jumps to them
 )
@@ -31,8 +29,8 @@ const (
 type iptablesGuard struct {
 	every time.Duration
 	list  func(ctx context.Context, table string) ([]string, error) // netrules.List
-	// setup installs flannel's rules; the checking loops it starts end
-	// with ctx. again is true when the guard found the rules changed.
+	// setup installs flannel's rules; anything it starts ends with ctx.
+	// again is true when the guard found the rules changed.
 	setup func(ctx context.Context, again bool) error
 }
 

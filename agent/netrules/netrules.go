@@ -36,3 +36,15 @@ func Rules(lines []string, chain string) []string {
 	}
 	return rules
 }
+
+// Restore applies payload (iptables-restore input: "*table", chain
+// declarations, "-A" lines, "COMMIT") to the IPv4 tables without flushing
+// the rest of them: each table's lines go in as one transaction.
+func Restore(ctx context.Context, payload string) error {
+	cmd := exec.CommandContext(ctx, "iptables-restore", "-w", "5", "--noflush")
+	cmd.Stdin = strings.NewReader(payload)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables-restore: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
