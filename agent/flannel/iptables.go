@@ -14,7 +14,7 @@ import (
 // IPTablesManager writes them: its masquerade rules (nat) and its forward
 // rules (filter), each in a chain of flannel's with a jump from the built-in
 // chain. Flannel installs them a rule at a time, checking each chain and
-// rule first: ~45 iptables runs, ~0.25 s of every start and restart before
+// rule first: ~45 iptables runs, 0.15–0.25 s of every start and restart before
 // the node is Ready. Here they go in with one listing of each table and one
 // iptables-restore. TestIPTablesRulesMatchFlannel checks, in a network
 // namespace, that the result is the lines flannel's own setup leaves.
