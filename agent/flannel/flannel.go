@@ -202,7 +202,7 @@ func (n *Network) Run(ctx context.Context, ready chan<- struct{}) error {
 		}
 		guard := &iptablesGuard{every: guardEvery, list: netrules.List, setup: func(ctx context.Context, _ bool) error {
 			return rules.setup(ctx, netrules.List, netrules.Restore)
-		}}
+		}, gens: netrules.NewGenerations(netrules.NFTablesBackend(ctx))}
 		if err := guard.start(ctx); err != nil {
 			return err
 		}

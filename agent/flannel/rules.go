@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/cluster-io/cluster/agent/netrules"
 )
 
 // In nftables mode flannel's own rule checks run every resync period: k3s's
@@ -25,13 +27,18 @@ const (
 // most iptables an idle node ran. The guard compares flannel's lines (those
 // naming a FLANNEL- chain) with the ones it saw after the setup and, when
 // they differ (a table flushed, a rule deleted), sets the rules up again at
-// once, as flannel's own check would have within its period.
+// once, as flannel's own check would have within its period. With
+// iptables-nft a tick whose nftables generation is the one of the last
+// check lists nothing: no table changed since.
 type iptablesGuard struct {
 	every time.Duration
 	list  func(ctx context.Context, table string) ([]string, error) // netrules.List
 	// setup installs flannel's rules; anything it starts ends with ctx.
 	// again is true when the guard found the rules changed.
 	setup func(ctx context.Context, again bool) error
+	// gens skips a tick's listings while no table changed since the last
+	// check (iptables-nft); nil lists every tick.
+	gens *netrules.Generations
 }
 
 // start sets the rules up and then guards them until ctx ends.
@@ -41,11 +48,13 @@ func (g *iptablesGuard) start(ctx context.Context) error {
 		stop()
 		return err
 	}
+	gen, _ := g.gens.Changed()
 	want, err := g.flannelLines(ctx)
 	if err != nil {
 		stop()
 		return fmt.Errorf("flannel: check iptables rules: %w", err)
 	}
+	g.gens.Checked(gen)
 	go func() {
 		defer func() { stop() }()
 		tick := time.NewTicker(g.every)
@@ -56,6 +65,10 @@ func (g *iptablesGuard) start(ctx context.Context) error {
 				return
 			case <-tick.C:
 			}
+			gen, changed := g.gens.Changed()
+			if !changed {
+				continue
+			}
 			got, err := g.flannelLines(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
@@ -64,6 +77,7 @@ func (g *iptablesGuard) start(ctx context.Context) error {
 				continue
 			}
 			if slices.Equal(got, want) {
+				g.gens.Checked(gen)
 				continue
 			}
 			log.Infof("iptables rules changed (flannel's lines: %d, were %d); setting them up again", len(got), len(want))
@@ -73,8 +87,10 @@ func (g *iptablesGuard) start(ctx context.Context) error {
 				log.Errorf("set up iptables rules again: %v", err)
 				continue // want stays: the next tick tries again
 			}
+			gen, _ = g.gens.Changed()
 			if now, err := g.flannelLines(ctx); err == nil {
 				want = now
+				g.gens.Checked(gen)
 			}
 		}
 	}()

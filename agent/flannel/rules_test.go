@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cluster-io/cluster/agent/netrules"
 )
 
 // fakeTables is iptables for the guard: tables of rule lines, and a setup
@@ -18,6 +20,7 @@ type fakeTables struct {
 	lists    int
 	setups   []bool            // each setup's again
 	setupCtx []context.Context // each setup's ctx
+	gen      uint32            // the ruleset's generation: each edit and setup moves it
 }
 
 var flannelRules = map[string][]string{
@@ -40,6 +43,7 @@ func (f *fakeTables) setup(ctx context.Context, again bool) error {
 	defer f.mu.Unlock()
 	f.setups = append(f.setups, again)
 	f.setupCtx = append(f.setupCtx, ctx)
+	f.gen++
 	for table, rules := range flannelRules {
 		var kept []string
 		for _, l := range f.tables[table] {
@@ -56,6 +60,13 @@ func (f *fakeTables) edit(fn func(map[string][]string)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fn(f.tables)
+	f.gen++
+}
+
+func (f *fakeTables) generation() (uint32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gen, nil
 }
 
 func (f *fakeTables) state() (lists int, setups []bool, ctxs []context.Context) {
@@ -154,4 +165,51 @@ func TestIPTablesGuardStartErrors(t *testing.T) {
 	if _, _, ctxs := f.state(); len(ctxs) != 1 || ctxs[0].Err() == nil {
 		t.Fatal("the setup's loops outlive a failed start")
 	}
+}
+
+// With the ruleset's generation (iptables-nft), a tick lists only when a
+// table changed since the last check.
+func TestIPTablesGuardGeneration(t *testing.T) {
+	f := &fakeTables{tables: map[string][]string{"nat": {"-P PREROUTING ACCEPT"}, "filter": {"-P FORWARD ACCEPT"}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g := &iptablesGuard{every: time.Millisecond, list: f.list, setup: f.setup, gens: netrules.GenerationsFrom(f.generation)}
+	if err := g.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	quiet := func(what string) {
+		t.Helper()
+		before, _, _ := f.state()
+		time.Sleep(50 * time.Millisecond) // ~50 ticks
+		if lists, _, _ := f.state(); lists != before {
+			t.Fatalf("%s: %d listings in 50 ticks of an unchanged ruleset, want none", what, lists-before)
+		}
+	}
+	if lists, _, _ := f.state(); lists != 2 {
+		t.Fatalf("listings after start: %d, want 2 (nat, filter)", lists)
+	}
+	quiet("after start")
+
+	// Another rule changes: one check (two listings), no setup.
+	f.edit(func(m map[string][]string) { m["nat"] = append(m["nat"], "-N KUBE-SERVICES") })
+	f.waitLists(t, 2)
+	quiet("after a change to other rules")
+	if _, setups, _ := f.state(); len(setups) != 1 {
+		t.Fatalf("setups after a change to other rules: %v, want the first only", setups)
+	}
+
+	// Flannel's rule deleted: set up again, checked, then quiet.
+	f.edit(func(m map[string][]string) { m["filter"] = m["filter"][:1] })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, setups, _ := f.state(); len(setups) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("flannel's rules were not set up again after one was deleted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond) // the check after the setup
+	quiet("after the rules were set up again")
 }

@@ -69,9 +69,15 @@ type Config struct {
 // Run installs the rules, closes ready, and keeps them until ctx ends. The
 // rules stay when it returns: a restarted node must not leak meanwhile.
 func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
+	// With nftables underneath (nft, or iptables-nft) a tick whose ruleset
+	// generation is the one of the last check skips the listing: no table
+	// changed since.
+	gens := netrules.NewGenerations(c.NFTables || netrules.NFTablesBackend(ctx))
+	gen, _ := gens.Changed()
 	if err := Ensure(c); err != nil {
 		return err
 	}
+	gens.Checked(gen)
 	// What an earlier start in the other kube-proxy mode left: once.
 	if c.NFTables {
 		removeIPTables()
@@ -91,15 +97,22 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := Ensure(c); err != nil {
+			gen, changed := gens.Changed()
+			if err := ensure(c, changed); err != nil {
 				log.Warnf("re-check: %v", err)
+				continue
 			}
+			gens.Checked(gen)
 		}
 	}
 }
 
 // Ensure installs whatever is missing; it is idempotent.
-func Ensure(c Config) error {
+func Ensure(c Config) error { return ensure(c, true) }
+
+// ensure checks the firewall rules only when rules is true (the ruleset may
+// have changed); the route and the ICMP rate mask are checked every time.
+func ensure(c Config, rules bool) error {
 	_, svc, err := net.ParseCIDR(c.ServiceCIDR)
 	if err != nil {
 		return fmt.Errorf("service CIDR %q: %w", c.ServiceCIDR, err)
@@ -108,12 +121,14 @@ func Ensure(c Config) error {
 	if err != nil {
 		return fmt.Errorf("cluster CIDR %q: %w", c.ClusterCIDR, err)
 	}
-	ensure := ensureIPTables
-	if c.NFTables {
-		ensure = ensureNFTables
-	}
-	if err := ensure(svc.String()); err != nil {
-		return fmt.Errorf("service network rules: %w", err)
+	if rules {
+		ensureRules := ensureIPTables
+		if c.NFTables {
+			ensureRules = ensureNFTables
+		}
+		if err := ensureRules(svc.String()); err != nil {
+			return fmt.Errorf("service network rules: %w", err)
+		}
 	}
 	if err := unlimitUnreachable(); err != nil {
 		return err
